@@ -1,0 +1,3 @@
+from dakd.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The built-in backbones; importing a module registers its backbones."""

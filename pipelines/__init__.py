@@ -1,0 +1,1 @@
+"""One ``run(config)`` per command; the CLI parses options into a config and calls it."""

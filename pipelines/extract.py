@@ -1,0 +1,330 @@
+"""``dakd extract``: videos -> per-snippet features of one or more backbones in a feature cache.
+
+Each video is decoded once for all backbones that still need it. A producer thread decodes, cuts
+snippets and preprocesses while the main thread runs the models, so decoding overlaps model compute.
+Bad videos are recorded in ``failures.jsonl`` and never stop the batch; finished videos are skipped on
+a rerun. ``--shard i/n`` (or torchrun's RANK/WORLD_SIZE) gives each process a deterministic share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dakd import paths
+from dakd.cache import FeatureCache
+from dakd.errors import DakdError, VideoError
+from dakd.timeline import DEFAULT_SNIPPET_FRAMES, count_snippets, stream_snippets
+from extractors.crops import CROP_COUNTS
+from extractors.registry import Backbone, backbone_entry
+from extractors.video_io import VideoReader, discover_videos
+from extractors.weights import load_backbone, resolve_weights
+
+DECODE_FRAMES = 64  # frames decoded per step: bounds raw-frame memory whatever the video length
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    videos: tuple[str, ...] = ()
+    backbones: tuple[str, ...] = ("i3d", "s3d", "clip")
+    cache: str = str(paths.DEFAULT_CACHE)
+    crops: int = 1
+    snippet_frames: int = DEFAULT_SNIPPET_FRAMES
+    clip_frames: int = 1  # CLIP: frames per snippet (1 = centre frame; k = mean of k evenly spaced)
+    device: str = "auto"
+    batch_size: int = 16  # clips (snippets x crops) per forward pass
+    dtype: Literal["float16", "float32"] = "float16"
+    weights: dict[str, str] = field(default_factory=dict)  # backbone -> explicit weights file
+    random_weights: tuple[str, ...] = ()
+    shard: str = ""  # "i/n"; empty: torchrun's RANK/WORLD_SIZE, or everything
+    progress: bool = True
+
+
+@dataclass
+class ExtractSummary:
+    cache: Path
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    snippets: int = 0
+    seconds: float = 0.0
+    shard: tuple[int, int] = (0, 1)
+    random_backbones: list[str] = field(default_factory=list)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n); empty -> this process's torchrun rank and world size."""
+    if not text:
+        env = paths.distributed_env()
+        return env.rank, env.world_size
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise DakdError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise DakdError(f"--shard {text!r}: need 0 <= i < n")
+    return index, count
+
+
+def choose_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", paths.distributed_env().local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DakdError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise DakdError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+
+
+def autocast(device: torch.device):
+    """bf16 (or fp16) autocast on GPU; full precision on CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def validate(config: ExtractConfig) -> None:
+    if not config.videos:
+        raise DakdError("no videos given: pass video files, folders or .txt lists")
+    if config.crops not in CROP_COUNTS:
+        raise DakdError(f"--crops {config.crops}: must be one of {', '.join(map(str, CROP_COUNTS))}")
+    if config.snippet_frames < 1 or config.batch_size < 1 or config.clip_frames < 1:
+        raise DakdError("--snippet-frames, --batch-size and --clip-frames must be at least 1")
+    if not config.backbones or len(set(config.backbones)) != len(config.backbones):
+        raise DakdError(f"--backbones {','.join(config.backbones)}: give each backbone once")
+    for name in (*config.backbones, *config.weights, *config.random_weights):
+        backbone_entry(name)  # unknown names fail here with the list of known ones
+    for name in (*config.weights, *config.random_weights):
+        if name not in config.backbones:
+            raise DakdError(f"weights given for {name!r}, which is not in --backbones")
+
+
+def backbone_options(name: str, config: ExtractConfig) -> dict:
+    parameters = inspect.signature(backbone_entry(name).builder).parameters
+    return {"frames": config.clip_frames} if "frames" in parameters else {}
+
+
+def load_models(
+    config: ExtractConfig, cache: FeatureCache, device: torch.device
+) -> tuple[dict[str, Backbone], dict[str, dict]]:
+    models, configs = {}, {}
+    for name in config.backbones:
+        explicit = Path(config.weights[name]) if name in config.weights else None
+        resolved = resolve_weights(name, explicit, random=name in config.random_weights)
+        options = backbone_options(name, config)
+        model, record = load_backbone(resolved, device, **options)
+        configs[name] = {
+            "feature_dim": model.feature_dim,
+            "dtype": config.dtype,
+            "crops": config.crops,
+            "snippet_frames": config.snippet_frames,
+            "weights": record,
+            "preprocessing": model.input_contract,
+            "options": options,
+        }
+        cache.claim_backbone(name, configs[name])
+        models[name] = model
+    return models, configs
+
+
+class _Producer(threading.Thread):
+    """Decodes, cuts snippets and preprocesses one video; puts ``{backbone: [crops, n, ...]}`` batches."""
+
+    def __init__(self, reader: VideoReader, models: dict[str, Backbone], config: ExtractConfig):
+        super().__init__(daemon=True)
+        self.reader, self.models, self.config = reader, models, config
+        self.batches: queue.Queue = queue.Queue(maxsize=2)
+        self.stop = threading.Event()
+        self.snippets_per_batch = max(1, config.batch_size // config.crops)
+
+    def _put(self, item) -> None:
+        while not self.stop.is_set():
+            try:
+                self.batches.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def run(self) -> None:
+        try:
+            offsets = {name: model.frame_offsets(self.config.snippet_frames) for name, model in self.models.items()}
+            pieces: dict[str, list[torch.Tensor]] = {name: [] for name in self.models}
+            pending = 0
+            chunks = self.reader.chunks(DECODE_FRAMES)
+            group = max(1, DECODE_FRAMES // self.config.snippet_frames)
+            for snippets in stream_snippets(chunks, self.config.snippet_frames, group):
+                frames = torch.from_numpy(snippets)
+                for name, model in self.models.items():
+                    pieces[name].append(model.preprocess(frames[:, offsets[name]], self.config.crops))
+                pending += len(snippets)
+                if pending >= self.snippets_per_batch:
+                    self._put(({name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending))
+                    pieces = {name: [] for name in self.models}
+                    pending = 0
+                if self.stop.is_set():
+                    return
+            if pending:
+                self._put(({name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending))
+            self._put(None)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            self._put(error)
+
+
+def extract_video(
+    reader: VideoReader,
+    models: dict[str, Backbone],
+    config: ExtractConfig,
+    device: torch.device,
+    on_snippets: Callable[[int], None] = lambda n: None,
+) -> dict[str, np.ndarray]:
+    """Features ``{backbone: [crops, n_snippets, D]}`` (float32) of one opened video."""
+    producer = _Producer(reader, models, config)
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    producer.start()
+    try:
+        with torch.inference_mode(), autocast(device):
+            while True:
+                item = producer.batches.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                inputs, n = item
+                for name, model in models.items():
+                    clips = inputs[name].flatten(0, 1).to(device, non_blocking=True)
+                    features = model(clips.contiguous(memory_format=model.memory_format))
+                    features = features.float().view(config.crops, n, -1)
+                    outputs[name].append(features.cpu().numpy())
+                on_snippets(n)
+    finally:
+        producer.stop.set()
+        producer.join()
+    return {name: np.concatenate(parts, axis=1) for name, parts in outputs.items()}
+
+
+def video_manifest(path: Path, reader: VideoReader, config: ExtractConfig, backbone_config: dict) -> dict:
+    stat = path.stat()
+    return {
+        "source_path": str(path.resolve()),
+        "source_size": stat.st_size,
+        "source_mtime": stat.st_mtime,
+        "n_frames": reader.n_decoded,
+        "n_frames_reported": reader.n_reported,
+        "fps": reader.fps,
+        "width": reader.width,
+        "height": reader.height,
+        "n_snippets": count_snippets(reader.n_decoded, config.snippet_frames),
+        "snippet_frames": config.snippet_frames,
+        "crops": config.crops,
+        "weights_sha256": backbone_config["weights"]["sha256"],
+        "random_weights": backbone_config["weights"]["random"],
+        "preprocessing": backbone_config["preprocessing"],
+        "truncated": reader.truncated,
+        "warning": reader.warning,
+    }
+
+
+def run(config: ExtractConfig, report: Callable[[str], None] = tqdm.write) -> ExtractSummary:
+    """Extract features of every video in ``config.videos`` into ``config.cache``."""
+    started = time.perf_counter()
+    validate(config)
+    cache = FeatureCache(config.cache)
+    shard_index, shard_count = parse_shard(config.shard)
+    summary = ExtractSummary(cache=cache.root, shard=(shard_index, shard_count))
+    videos, missing = discover_videos(config.videos)
+    cache.claim(config.snippet_frames, config.crops)
+    device = choose_device(config.device)
+    models, configs = load_models(config, cache, device)
+    summary.random_backbones = [name for name in models if configs[name]["weights"]["random"]]
+    for name in summary.random_backbones:
+        report(f"warning: {name} uses RANDOM weights (--random-weights): its features are untrained")
+
+    if shard_index == 0:  # every shard sees the same missing inputs; one records them
+        for item, reason in missing:
+            failure = {"path": item, "video_id": None, "error_type": "missing", "message": reason}
+            cache.record_failure(**failure)
+            summary.failed.append(failure)
+            report(f"FAILED {item}: {reason}")
+    mine = list(videos.items())[shard_index::shard_count]
+    storage = np.float16 if config.dtype == "float16" else np.float32
+    label = f"shard {shard_index}/{shard_count} " if shard_count > 1 else ""
+    overall = tqdm(total=len(mine), desc=f"{label}videos", unit="video", disable=not config.progress, position=0)
+    for video_id, path in mine:
+        todo = (
+            {name: m for name, m in models.items() if not cache.is_done(name, video_id, path)}
+            if path.exists()
+            else models
+        )
+        if not todo:
+            summary.skipped.append(video_id)
+            overall.update(1)
+            continue
+        try:
+            with VideoReader(path) as reader:
+                expected = count_snippets(max(reader.n_reported or 1, 1), config.snippet_frames)
+                with tqdm(
+                    total=expected,
+                    desc=video_id[-30:],
+                    unit="snippet",
+                    leave=False,
+                    position=1,
+                    disable=not config.progress,
+                ) as bar:
+                    features = extract_video(reader, todo, config, device, bar.update)
+                for name, array in features.items():
+                    manifest = video_manifest(path, reader, config, configs[name])
+                    if array.shape[1] != manifest["n_snippets"]:
+                        raise RuntimeError(f"{array.shape[1]} snippets for {reader.n_decoded} frames")
+                    cache.write(name, video_id, array.astype(storage), manifest)
+                summary.snippets += manifest["n_snippets"]
+                summary.extracted.append(video_id)
+                if reader.truncated:
+                    failure = {
+                        "path": str(path),
+                        "video_id": video_id,
+                        "error_type": "truncated",
+                        "message": f"{reader.warning} ({reader.n_decoded} frames kept)",
+                    }
+                    cache.record_failure(**failure)
+                    summary.failed.append(failure)
+                    report(f"WARNING {path}: {failure['message']}")
+        except VideoError as error:
+            failure = {
+                "path": str(path),
+                "video_id": video_id,
+                "error_type": error.kind,
+                "message": error.reason,
+            }
+            cache.record_failure(**failure)
+            summary.failed.append(failure)
+            report(f"FAILED {path}: {error.reason}")
+        except Exception as error:  # one broken video must not stop a long batch
+            failure = {
+                "path": str(path),
+                "video_id": video_id,
+                "error_type": type(error).__name__,
+                "message": str(error).strip().splitlines()[0][:300] if str(error).strip() else "",
+            }
+            cache.record_failure(**failure)
+            summary.failed.append(failure)
+            report(f"FAILED {path}: {type(error).__name__}: {failure['message']}")
+        overall.set_postfix(failed=len(summary.failed), refresh=False)
+        overall.update(1)
+    overall.close()
+    summary.seconds = time.perf_counter() - started
+    return summary

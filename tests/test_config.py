@@ -1,0 +1,61 @@
+from dataclasses import dataclass, field
+
+import pytest
+from typer.testing import CliRunner
+
+from dakd.cli import app
+from dakd.config import load_config, to_dict
+from dakd.errors import DakdError
+from tests.media import write_indexed_video
+
+
+@dataclass(frozen=True)
+class Inner:
+    tau: float = 0.1
+    names: tuple[str, ...] = ("i3d",)
+
+
+@dataclass(frozen=True)
+class Outer:
+    epochs: int = 3
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 5\ninner:\n  tau: 1\n")
+    config = load_config(Outer, path, ["inner.names=[i3d,clip]", "epochs=7"])
+    assert config == Outer(epochs=7, inner=Inner(tau=1.0, names=("i3d", "clip")))
+    assert to_dict(config) == {"epochs": 7, "inner": {"tau": 1.0, "names": ["i3d", "clip"]}}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epoch=3", "unknown key"),
+        ("epochs=true", "expected int"),
+        ("inner.tau=abc", "expected float"),
+        ("x", "key=value"),
+    ],
+)
+def test_strict_errors(override, message):
+    with pytest.raises(DakdError, match=message):
+        load_config(Outer, None, [override])
+
+
+def test_extract_config_file_and_command_line_precedence(tmp_path):
+    write_indexed_video(tmp_path / "v.mp4", 20)
+    config = tmp_path / "extract.yaml"
+    config.write_text("crops: 5\ndtype: float32\nbackbones: [clip_tiny]\nrandom_weights: [clip_tiny]\n")
+    result = CliRunner().invoke(
+        app,
+        ["extract", str(tmp_path / "v.mp4"), "--config", str(config), "--cache", str(tmp_path / "c"), "--crops", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    import numpy as np
+
+    features = np.load(tmp_path / "c" / "clip_tiny" / "v.npy")
+    assert features.shape == (1, 2, 32) and features.dtype == np.float32  # --crops wins, dtype from the file
+    config.write_text("crop: 5\n")
+    result = CliRunner().invoke(app, ["extract", str(tmp_path / "v.mp4"), "--config", str(config)])
+    assert result.exit_code == 1 and "unknown key(s) crop" in result.output

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from dakd.errors import VideoError
+from extractors.video_io import VideoReader, discover_videos
+from tests.media import indexed_frame, read_index, write_audio_only, write_indexed_video, write_truncated
+
+
+def decode_all(path, chunk=16):
+    with VideoReader(path) as reader:
+        chunks = list(reader.chunks(chunk))
+        return reader, np.concatenate(chunks), [len(c) for c in chunks]
+
+
+def test_indexed_frames_decode_exactly(tmp_path):
+    path = write_indexed_video(tmp_path / "a.mp4", 70, fps=25)
+    reader, frames, sizes = decode_all(path, chunk=16)
+    assert reader.n_decoded == 70 and reader.fps == pytest.approx(25)
+    assert max(sizes) <= 16  # memory is bounded by the chunk, not the video
+    assert [read_index(f) for f in frames] == list(range(70))
+    assert frames.shape == (70, 48, 80, 3) and frames.dtype == np.uint8
+    assert frames[0, 2, 2, 0] > 200 and frames[0, 2, 2, 2] < 60  # RGB order: the top band is red
+
+
+def test_read_index_roundtrip_without_codec():
+    assert [read_index(indexed_frame(i)) for i in (0, 1, 513, 1023)] == [0, 1, 513, 1023]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("odd.mp4", {"height": 49, "width": 81, "pix_fmt": "yuv444p"}),
+        ("gray.mkv", {"codec": "ffv1", "pix_fmt": "gray"}),
+        ("yuv444.mp4", {"pix_fmt": "yuv444p"}),
+    ],
+)
+def test_odd_sizes_grayscale_and_yuv444(tmp_path, name, options):
+    path = write_indexed_video(tmp_path / name, 20, **options)
+    reader, frames, _ = decode_all(path)
+    assert frames.shape[0] == 20 and frames.shape[-1] == 3
+    assert (reader.height, reader.width) == frames.shape[1:3]
+    assert [read_index(f) for f in frames] == list(range(20))
+
+
+def test_one_frame_video(tmp_path):
+    reader, frames, _ = decode_all(write_indexed_video(tmp_path / "one.mp4", 1))
+    assert reader.n_decoded == 1 and frames.shape[0] == 1
+
+
+def test_truncated_mp4_keeps_its_beginning(tmp_path):
+    reader, frames, _ = decode_all(write_truncated(tmp_path / "cut.mp4", 96, keep=0.5))
+    assert reader.truncated and reader.warning
+    assert 10 < reader.n_decoded < 96
+    assert [read_index(f) for f in frames[:5]] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda p: p.write_bytes(b""), "empty_file"),
+        (lambda p: p.write_text("not a video\n" * 50), "not_a_video"),
+        (lambda p: write_audio_only(p), "no_video_stream"),
+        (lambda p: None, "missing"),
+        (lambda p: p.symlink_to(p.with_name("nowhere.mp4")), "missing"),
+    ],
+)
+def test_bad_files_raise_one_clear_error(tmp_path, make, kind):
+    path = tmp_path / "bad.mp4"
+    make(path)
+    with pytest.raises(VideoError) as raised:
+        VideoReader(path)
+    assert raised.value.kind == kind
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_discover_folders_lists_and_unique_ids(tmp_path):
+    for sub in ("normal", "anomalous"):
+        (tmp_path / "videos" / sub).mkdir(parents=True)
+        (tmp_path / "videos" / sub / "a.mp4").write_bytes(b"x")
+    (tmp_path / "videos" / "notes.txt").write_text("not a list of videos")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.mp4").write_bytes(b"x")
+    (tmp_path / "list.txt").write_text("# comment\nother/a.mp4\n\n")
+    videos, missing = discover_videos([tmp_path / "videos", tmp_path / "list.txt", tmp_path / "nope.mp4"])
+    assert set(videos) == {"normal/a", "anomalous/a", "a"}
+    assert videos["a"] == (tmp_path / "other" / "a.mp4").absolute()
+    assert missing == [(str(tmp_path / "nope.mp4"), "no such file or folder")]
+    # Two a.mp4 given directly from different folders get distinct ids.
+    videos, _ = discover_videos([tmp_path / "videos/normal/a.mp4", tmp_path / "other/a.mp4"])
+    assert set(videos) == {"normal/a", "other/a"}
