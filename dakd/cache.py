@@ -44,6 +44,7 @@ def _atomic_write(path: Path, write: Any, mode: str = "w") -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+            os.chmod(handle.name, 0o644)  # temporary files are created 0600
         except BaseException:
             os.unlink(handle.name)
             raise

@@ -132,6 +132,199 @@ def extract(
         raise typer.Exit(1)
 
 
+def _train_job(cache, annotations, split, out, config, overrides, teacher=None, backbone=None, progress=True):
+    from dakd.config import load_config
+    from dakd.training import TrainConfig
+    from pipelines.train_teacher import TrainJob
+
+    overrides = list(overrides or [])
+    if backbone:
+        overrides.append(f"backbones=[{backbone}]")
+    train = load_config(TrainConfig, config, overrides)
+    return TrainJob(
+        cache=str(cache),
+        annotations=str(annotations) if annotations else None,
+        split=str(split) if split else None,
+        out=str(out),
+        teacher=str(teacher) if teacher else None,
+        train=train,
+        progress=progress,
+    )
+
+
+CacheOption = Annotated[Path, typer.Option(help="Feature cache folder (from dakd extract).")]
+AnnotationsOption = Annotated[
+    Path | None,
+    typer.Option(help="Annotations CSV (video,label,anomalous_frames[,n_frames,fps]); default: the cache's copy."),
+]
+SplitOption = Annotated[
+    Path | None, typer.Option(help="List of video ids to use, one per line; default: all labelled.")
+]
+ConfigOption = Annotated[Path | None, typer.Option(help="YAML config (see configs/); --set overrides it.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config key: --set optim.lr=1e-3 (repeatable).")
+]
+ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+
+
+@app.command("train-teacher")
+@user_errors
+def train_teacher(
+    cache: CacheOption = Path("dakd-cache"),
+    annotations: AnnotationsOption = None,
+    split: SplitOption = None,
+    out: Annotated[Path, typer.Option(help="Run folder for teacher.pt, config.yaml, history.json.")] = Path(
+        "runs/teacher"
+    ),
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Train the Teacher: every cached backbone (or `backbones` in the config) fused by the Temporal
+    Aggregation Module, MIL ranking loss on 32-segment bags, video-level labels only."""
+    from pipelines.train_teacher import run
+
+    summary = run(_train_job(cache, annotations, split, out, config, set_, progress=progress))
+    typer.echo(
+        f"teacher ({'+'.join(summary['backbones'])}) trained on {summary['train_videos']} videos, "
+        f"{summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['final_loss']:.4f}; "
+        f"selected: {summary['selection']}; checkpoint: {summary['checkpoint']}"
+    )
+
+
+@app.command()
+@user_errors
+def distill(
+    teacher: Annotated[Path, typer.Option(help="Teacher checkpoint.")] = Path("runs/teacher/teacher.pt"),
+    backbone: Annotated[
+        str | None, typer.Option(help="The Student's backbone (default: i3d, or the config's).")
+    ] = None,
+    cache: CacheOption = Path("dakd-cache"),
+    annotations: AnnotationsOption = None,
+    split: SplitOption = None,
+    out: Annotated[Path, typer.Option(help="Run folder for student.pt, config.yaml, history.json.")] = Path(
+        "runs/student"
+    ),
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Train a single-backbone Student by bi-level distillation from a frozen Teacher:
+    L = L_MIL + alpha * (L_pred + L_feat) (soft labels, and InfoNCE with temperature tau)."""
+    from pipelines.distill import run
+
+    if config is None and not backbone and not any((s or "").startswith("backbones=") for s in set_ or []):
+        backbone = "i3d"
+    summary = run(_train_job(cache, annotations, split, out, config, set_, teacher, backbone, progress))
+    typer.echo(
+        f"student ({summary['backbones'][0]}) distilled from {summary['teacher']} on {summary['train_videos']} videos, "
+        f"{summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['final_loss']:.4f}; "
+        f"checkpoint: {summary['checkpoint']}"
+    )
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+@app.command()
+@user_errors
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option(help="Teacher or student checkpoint.")] = Path("runs/student/student.pt"),
+    cache: CacheOption = Path("dakd-cache"),
+    annotations: AnnotationsOption = None,
+    split: SplitOption = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <checkpoint folder>/eval).")] = None,
+    mapping: Annotated[
+        str, typer.Option(help="snippets: score every snippet; segments: score 32 pooled segments and map back.")
+    ] = "snippets",
+    threshold: Annotated[float, typer.Option(help="Score threshold of the false-alarm rate.")] = 0.5,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    progress: ProgressOption = True,
+) -> None:
+    """Frame-level ROC AUC, AP (average precision, and the trapezoid PR-AUC many WSVAD papers call AP),
+    false-alarm rate on normal videos and per-video AUC; writes metrics.json, roc.png and pr.png."""
+    from dakd.config import from_dict
+    from pipelines.evaluate import EvaluateJob, run
+
+    job = from_dict(
+        EvaluateJob,
+        {
+            "checkpoint": str(checkpoint),
+            "cache": str(cache),
+            "annotations": str(annotations) if annotations else None,
+            "split": str(split) if split else None,
+            "out": str(out) if out else None,
+            "mapping": mapping,
+            "threshold": threshold,
+            "device": device,
+            "progress": progress,
+        },
+        "evaluate options",
+    )
+    m = run(job)
+    typer.echo(f"{m['kind']} ({'+'.join(m['backbones'])}) on {m['videos']} videos, {m['frames']} frames:")
+    typer.echo(f"  frame ROC AUC                 {_fmt(m['roc_auc'])}")
+    typer.echo(f"  average precision (sklearn)   {_fmt(m['average_precision'])}")
+    typer.echo(f"  PR-AUC, trapezoid ('AP')      {_fmt(m['pr_auc_trapezoid'])}")
+    typer.echo(
+        f"  false-alarm rate @ {m['threshold']:g}        {_fmt(m['false_alarm_rate'])}  (frames of normal videos)"
+    )
+    typer.echo(f"results: {m['out']}/metrics.json" + (f", plots: {', '.join(m['plots'])}" if m.get("plots") else ""))
+
+
+@app.command()
+@user_errors
+def score(
+    videos: Annotated[list[str], typer.Argument(help="Video files, folders or .txt lists.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Student (or teacher) checkpoint; default: the newest under ./runs.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("scores"),
+    annotations: Annotated[Path | None, typer.Option(help="Annotations CSV: ground truth drawn on the plots.")] = None,
+    overlay: Annotated[
+        bool, typer.Option(help="Also write <video>_overlay.mp4 with the score drawn on the frames.")
+    ] = False,
+    threshold: Annotated[float, typer.Option(help="Score above which frames form anomalous intervals.")] = 0.5,
+    crops: Annotated[int, typer.Option(help="Crops per snippet (scores are averaged): 1, 5 or 10.")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    weights: Annotated[list[str] | None, typer.Option(help="Explicit backbone weights, NAME=PATH.")] = None,
+) -> None:
+    """Score every frame of new videos: runs only the checkpoint's backbone(s) and head. Writes
+    OUT/<video>.csv (frame, time_s, score), OUT/<video>.json (scores, intervals, metadata) and
+    OUT/<video>.png (score over time)."""
+    from dakd.config import from_dict
+    from pipelines.score import ScoreJob, run
+
+    job = from_dict(
+        ScoreJob,
+        {
+            "videos": videos,
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "out": str(out),
+            "annotations": str(annotations) if annotations else None,
+            "overlay": overlay,
+            "threshold": threshold,
+            "crops": crops,
+            "device": device,
+            "weights": _weights_option(weights),
+        },
+        "score options",
+    )
+    results = run(job)
+    failed = [r for r in results if "error" in r]
+    for r in results:
+        if "error" in r:
+            continue
+        spans = ", ".join(f"{i['start_s']:.1f}-{i['end_s']:.1f} s" for i in r["intervals"][:5]) or "none"
+        typer.echo(
+            f"{r['video']}: {r['n_frames']} frames scored in {r['seconds']:.1f} s ({r['realtime_factor']:.2f}x real time); "
+            f"anomalous intervals: {spans}; {out / r['video']}.png"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
 @weights_app.command("list")
 @user_errors
 def weights_list(

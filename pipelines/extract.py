@@ -8,7 +8,6 @@ a rerun. ``--shard i/n`` (or torchrun's RANK/WORLD_SIZE) gives each process a de
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import queue
 import threading
@@ -30,6 +29,7 @@ from extractors.crops import CROP_COUNTS
 from extractors.registry import Backbone, backbone_entry
 from extractors.video_io import VideoReader, discover_videos
 from extractors.weights import load_backbone, resolve_weights
+from pipelines.common import autocast, choose_device
 
 DECODE_FRAMES = 64  # frames decoded per step: bounds raw-frame memory whatever the video length
 
@@ -75,27 +75,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise DakdError(f"--shard {text!r}: need 0 <= i < n")
     return index, count
-
-
-def choose_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", paths.distributed_env().local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DakdError(f"--device {name}: CUDA is not available on this machine")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise DakdError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-
-
-def autocast(device: torch.device):
-    """bf16 (or fp16) autocast on GPU; full precision on CPU."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 def validate(config: ExtractConfig) -> None:

@@ -1,0 +1,198 @@
+"""Extraction speed and memory: model-only time vs end-to-end `dakd extract`, and peak RSS, per backbone.
+
+Generates 640x480 30 fps test videos (a textured scene with moving objects), then for each backbone runs
+in a fresh process (so peak RSS is that run's own):
+
+* model-only: the backbone's forward passes on already-preprocessed clips, as many snippets as the video
+  has, in the same batches as extraction;
+* end-to-end: ``pipelines.extract.run`` on the video (decode, snippets, preprocessing, model, cache write).
+
+Targets: end-to-end <= 1.15x model-only; peak RSS of the 10-minute video <= 1.3x that of the 1-minute one.
+Writes a markdown table (``--out``) and prints it. Example::
+
+    python benchmarks/extract.py --minutes 1 --backbones i3d,s3d,clip --rss-minutes 1,10 --rss-backbones clip
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+WIDTH, HEIGHT, FPS = 640, 480, 30
+
+
+def scene_frames(n_frames: int, seed: int = 0):
+    """A static textured background with three squares moving across it."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(40, 200, (HEIGHT // 8, WIDTH // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    for index in range(n_frames):
+        frame = background.copy()
+        for k, speed in enumerate((3, 5, 9)):
+            x = (index * speed + 150 * k) % (WIDTH - 60)
+            y = 80 + 120 * k
+            frame[y : y + 60, x : x + 60] = (255 - 60 * k, 60 * k, 128)
+        yield frame
+
+
+def make_video(folder: Path, minutes: float) -> Path:
+    from extractors.video_io import write_video
+
+    path = folder / f"scene_{minutes:g}min.mp4"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.mp4")
+        write_video(tmp, scene_frames(int(minutes * 60 * FPS)), fps=FPS, options={"preset": "veryfast", "crf": "23"})
+        tmp.rename(path)
+    return path
+
+
+def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool, batch_size: int) -> dict:
+    from pipelines.extract import ExtractConfig, run
+
+    config = ExtractConfig(
+        videos=(video,),
+        backbones=(backbone,),
+        cache=cache,
+        random_weights=(backbone,) if random_weights else (),
+        batch_size=batch_size,
+        progress=False,
+        device="cpu",
+    )
+    started = time.perf_counter()
+    summary = run(config, report=lambda message: None)
+    seconds = time.perf_counter() - started
+    if summary.failed or not summary.extracted:
+        raise SystemExit(f"extraction failed: {summary.failed}")
+    return {"seconds": seconds, "snippets": summary.snippets}
+
+
+def child_model_only(backbone: str, snippets: int, random_weights: bool, batch_size: int) -> dict:
+    import torch
+
+    from extractors.weights import load_backbone, resolve_weights
+
+    model, _ = load_backbone(resolve_weights(backbone, random=random_weights))
+    per_batch = max(1, batch_size)
+    frames = torch.randint(0, 256, (per_batch, len(model.frame_offsets(16)), HEIGHT, WIDTH, 3), dtype=torch.uint8)
+    clips = model.preprocess(frames, crops=1).flatten(0, 1).contiguous(memory_format=model.memory_format)
+    sizes = [per_batch] * (snippets // per_batch) + ([snippets % per_batch] if snippets % per_batch else [])
+    with torch.inference_mode():
+        model(clips[:1])  # warm-up, as extraction's first batch pays the same once per run
+        started = time.perf_counter()
+        for size in sizes:
+            model(clips[:size])
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "snippets": snippets}
+
+
+def run_child(*args: str) -> dict:
+    command = [sys.executable, __file__, "--child", *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", default="1", help="video lengths for the time comparison, e.g. 1")
+    parser.add_argument("--backbones", default="i3d,s3d,clip")
+    parser.add_argument("--rss-minutes", default="1,10", help="video lengths for the peak-memory comparison")
+    parser.add_argument("--rss-backbones", default="clip", help="backbones for the peak-memory comparison")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--real-weights", default="i3d", help="backbones that use their real weights when found")
+    parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "dakd-bench"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "benchmark-extract.md"))
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+
+    if args.child:
+        kind, backbone, target, random_weights = args.child[:4]
+        random_flag = random_weights == "random"
+        if kind == "e2e":
+            with tempfile.TemporaryDirectory() as cache:
+                result = child_end_to_end(backbone, target, cache, random_flag, args.batch_size)
+        else:
+            result = child_model_only(backbone, int(target), random_flag, args.batch_size)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
+    from dakd.errors import DakdError
+    from extractors.weights import resolve_weights
+
+    def weights_mode(backbone: str) -> str:
+        if backbone in args.real_weights.split(","):
+            try:
+                resolve_weights(backbone, allow_download=False)
+                return "real"
+            except DakdError:
+                pass
+        return "random"
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows, rss_rows = [], []
+    for minutes in [float(m) for m in args.minutes.split(",")]:
+        video = make_video(workdir, minutes)
+        for backbone in args.backbones.split(","):
+            mode = weights_mode(backbone)
+            e2e = run_child("e2e", backbone, str(video), mode)
+            model = run_child("model", backbone, str(e2e["snippets"]), mode)
+            rows.append((backbone, minutes, e2e["snippets"], model["seconds"], e2e["seconds"], e2e["peak_rss_mb"]))
+            print(
+                f"{backbone} {minutes:g} min: model {model['seconds']:.1f} s, end-to-end {e2e['seconds']:.1f} s",
+                flush=True,
+            )
+    for backbone in args.rss_backbones.split(","):
+        for minutes in [float(m) for m in args.rss_minutes.split(",")]:
+            video = make_video(workdir, minutes)
+            e2e = run_child("e2e", backbone, str(video), weights_mode(backbone))
+            rss_rows.append((backbone, minutes, e2e["snippets"], e2e["seconds"], e2e["peak_rss_mb"]))
+            print(f"{backbone} {minutes:g} min: peak RSS {e2e['peak_rss_mb']:.0f} MB", flush=True)
+
+    lines = [
+        "# Extraction benchmark",
+        "",
+        f"`python benchmarks/extract.py --minutes {args.minutes} --backbones {args.backbones} "
+        f"--rss-minutes {args.rss_minutes} --rss-backbones {args.rss_backbones}`: "
+        f"{os.cpu_count()} CPU cores, no GPU; generated {WIDTH}x{HEIGHT} {FPS} fps H.264 videos; 1 crop; "
+        f"batch {args.batch_size}.",
+        "",
+        "| backbone | video | snippets | model-only s | end-to-end s | ratio (<= 1.15) | snippets/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for backbone, minutes, snippets, model_s, e2e_s, rss in rows:
+        lines.append(
+            f"| {backbone} | {minutes:g} min | {snippets} | {model_s:.1f} | {e2e_s:.1f} | {e2e_s / model_s:.2f} | "
+            f"{snippets / e2e_s:.2f} | {rss:.0f} |"
+        )
+    if rss_rows:
+        lines += [
+            "",
+            "| backbone | video | snippets | end-to-end s | peak RSS MB | vs shortest |",
+            "|---|---|---|---|---|---|",
+        ]
+        for backbone, minutes, snippets, e2e_s, rss in rss_rows:
+            base = min(
+                r[4] for r in rss_rows if r[0] == backbone and r[1] == min(x[1] for x in rss_rows if x[0] == backbone)
+            )
+            lines.append(f"| {backbone} | {minutes:g} min | {snippets} | {e2e_s:.1f} | {rss:.0f} | {rss / base:.2f}x |")
+    text = "\n".join(lines) + "\n"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""``dakd evaluate``: frame-level ROC AUC, AP (two labelled definitions), false-alarm rate and per-video AUC
+of a checkpoint on cached test features, with ROC/PR plots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from dakd import paths
+from dakd.annotations import resolve_labels
+from dakd.cache import FeatureCache, write_json
+from dakd.checkpoint import check_against_cache, load_checkpoint
+from dakd.errors import DakdError
+from dakd.metrics import curves, frame_metrics
+from dakd.plots import plot_curves
+from dakd.scoring import frame_scores
+from pipelines.common import choose_device
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    checkpoint: str = str(paths.DEFAULT_RUNS / "student" / "student.pt")
+    cache: str = str(paths.DEFAULT_CACHE)
+    annotations: str | None = None
+    split: str | None = None
+    out: str | None = None  # default: <checkpoint folder>/eval
+    mapping: Literal["snippets", "segments"] = "snippets"
+    threshold: float = 0.5
+    device: str = "auto"
+    progress: bool = True
+
+
+def run(job: EvaluateJob, report: Callable[[str], None] = tqdm.write) -> dict:
+    checkpoint = Path(job.checkpoint)
+    model, meta = load_checkpoint(checkpoint)
+    cache = FeatureCache(job.cache)
+    check_against_cache(meta, cache, checkpoint)
+    device = choose_device(job.device)
+    model.to(device)
+    videos = resolve_labels(cache.root, cache.video_ids(model.names[0]), job.annotations, job.split)
+    segments = meta["train_config"].get("segments", 32)
+    scores, truth, video_labels, notes = {}, {}, {}, []
+    for video, annotation in tqdm(videos.items(), desc="evaluate", unit="video", disable=not job.progress):
+        manifest = cache.manifest(model.names[0], video)
+        if manifest is None:
+            raise DakdError(f"{cache.root}: no {model.names[0]!r} features for {video!r}")
+        n_frames = manifest["n_frames"]
+        if annotation.label == 1 and not annotation.intervals:
+            raise DakdError(f"{video}: anomalous but no anomalous_frames in the annotations: cannot score frames")
+        if annotation.n_frames is not None and annotation.n_frames != n_frames:
+            notes.append(f"{video}: annotations say {annotation.n_frames} frames, {n_frames} decoded")
+        features = {name: cache.read(name, video) for name in model.names}
+        scores[video] = frame_scores(
+            model, features, n_frames, manifest["snippet_frames"], job.mapping, segments, device
+        )
+        truth[video] = annotation.frame_labels(n_frames)
+        video_labels[video] = annotation.label
+    metrics = frame_metrics(scores, truth, video_labels, job.threshold)
+    metrics.update(
+        checkpoint=str(checkpoint),
+        kind=meta["kind"],
+        backbones=list(model.names),
+        mapping=job.mapping,
+        split=job.split,
+        notes=notes,
+    )
+    out = Path(job.out) if job.out else checkpoint.parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", metrics)
+    np.savez_compressed(out / "frame_scores.npz", **{v.replace("/", "__"): s for v, s in scores.items()})
+    if metrics["roc_auc"] is not None:
+        title = f"{meta['kind']} ({'+'.join(model.names)})"
+        metrics["plots"] = [str(p) for p in plot_curves(curves(scores, truth), metrics, out, title)]
+    metrics["out"] = str(out)
+    for note in notes:
+        report(f"note: {note}")
+    return metrics

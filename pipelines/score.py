@@ -1,0 +1,175 @@
+"""``dakd score``: decode a video, run only the checkpoint's backbone(s) and model, and write per-frame
+scores (CSV, JSON with anomalous intervals, PNG plot; optionally an overlay mp4)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from dakd import paths
+from dakd.annotations import read_annotations
+from dakd.cache import write_json
+from dakd.checkpoint import load_checkpoint
+from dakd.errors import DakdError, VideoError
+from dakd.metrics import intervals_above
+from dakd.plots import plot_scores
+from dakd.scoring import frame_scores
+from dakd.timeline import frame_times
+from extractors.registry import Backbone
+from extractors.video_io import VideoReader, discover_videos, write_video
+from extractors.weights import load_backbone, resolve_weights
+from pipelines.common import choose_device
+from pipelines.extract import ExtractConfig, extract_video
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    videos: tuple[str, ...] = ()
+    checkpoint: str | None = None  # default: the newest student.pt under ./runs
+    out: str = "scores"
+    annotations: str | None = None
+    overlay: bool = False
+    threshold: float = 0.5
+    crops: int = 1
+    mapping: Literal["snippets", "segments"] = "snippets"
+    device: str = "auto"
+    batch_size: int = 16
+    weights: dict[str, str] = field(default_factory=dict)
+    progress: bool = True
+
+
+def default_checkpoint(runs: Path = paths.DEFAULT_RUNS) -> Path:
+    """The newest ``student.pt`` under ``runs`` (then the newest ``teacher.pt``)."""
+    for name in ("student.pt", "teacher.pt"):
+        found = sorted(runs.rglob(name), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
+        if found:
+            return found[-1]
+    raise DakdError(
+        f"no checkpoint given and none under {runs}/: train one (dakd train-teacher, then dakd distill) "
+        "or pass --checkpoint PATH"
+    )
+
+
+def load_checkpoint_backbones(meta: dict, device, explicit: dict[str, str]) -> dict[str, Backbone]:
+    """The backbones a checkpoint was trained on, with the very same weights and preprocessing."""
+    models = {}
+    for name, record in meta["backbones"].items():
+        path = Path(explicit[name]) if name in explicit else None
+        resolved = resolve_weights(name, path, random=record["random_weights"])
+        model, weights = load_backbone(resolved, device, **record.get("options", {}))
+        if weights["sha256"] != record["weights_sha256"]:
+            raise DakdError(
+                f"the checkpoint was trained on {name} features from weights sha256 {record['weights_sha256'][:12]}..., "
+                f"but the weights found are {weights['sha256'][:12]}... ({resolved.path or 'random'})"
+            )
+        if model.input_contract != record["preprocessing"]:
+            raise DakdError(f"{name}: this dakd preprocesses differently from the one that made the checkpoint")
+        models[name] = model
+    return models
+
+
+def overlay_frames(reader: VideoReader, scores: np.ndarray, threshold: float) -> Iterator[np.ndarray]:
+    """The video's frames with a score bar and value drawn on them; a red border above the threshold."""
+    from PIL import Image, ImageDraw
+
+    index = 0
+    for chunk in reader.chunks():
+        for frame in chunk:
+            score = float(scores[min(index, len(scores) - 1)])
+            image = Image.fromarray(frame)
+            draw = ImageDraw.Draw(image)
+            height, width = frame.shape[:2]
+            bar = max(4, height // 24)
+            colour = (int(255 * score), int(255 * (1 - score)), 0)
+            draw.rectangle([0, height - bar, width, height], fill=(0, 0, 0))
+            draw.rectangle([0, height - bar, int(width * score), height], fill=colour)
+            draw.text((4, height - bar - 12), f"anomaly {score:.2f}", fill=(255, 255, 255))
+            if score >= threshold:
+                draw.rectangle([0, 0, width - 1, height - 1], outline=(255, 0, 0), width=max(2, height // 80))
+            index += 1
+            yield np.asarray(image)
+
+
+def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]:
+    checkpoint = Path(job.checkpoint) if job.checkpoint else default_checkpoint()
+    if not job.checkpoint:
+        report(f"using the newest checkpoint: {checkpoint}")
+    model, meta = load_checkpoint(checkpoint)
+    device = choose_device(job.device)
+    model.to(device)
+    backbones = load_checkpoint_backbones(meta, device, job.weights)
+    extract_config = ExtractConfig(
+        snippet_frames=meta["snippet_frames"], crops=job.crops, batch_size=job.batch_size, progress=False
+    )
+    annotations = read_annotations(job.annotations) if job.annotations else {}
+    videos, missing = discover_videos(job.videos)
+    for item, reason in missing:
+        report(f"FAILED {item}: {reason}")
+    out = Path(job.out)
+    results = []
+    segments = meta["train_config"].get("segments", 32)
+    for video_id, path in videos.items():
+        started = time.perf_counter()
+        try:
+            with VideoReader(path) as reader:
+                features = extract_video(reader, backbones, extract_config, device)
+                n_frames, fps = reader.n_decoded, reader.fps
+            scores = frame_scores(model, features, n_frames, meta["snippet_frames"], job.mapping, segments, device)
+        except VideoError as error:
+            report(f"FAILED {path}: {error.reason}")
+            results.append({"video": video_id, "error": error.reason})
+            continue
+        seconds = time.perf_counter() - started
+        times = frame_times(n_frames, fps)
+        intervals = intervals_above(scores, job.threshold)
+        annotation = annotations.get(video_id) or annotations.get(video_id.rsplit("/", 1)[-1])
+        truth = annotation.frame_labels(n_frames) if annotation else None
+        base = out / video_id
+        base.parent.mkdir(parents=True, exist_ok=True)
+        with open(base.with_suffix(".csv"), "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["frame", "time_s", "score"])
+            writer.writerows((i + 1, f"{t:.4f}", f"{s:.6f}") for i, (t, s) in enumerate(zip(times, scores)))
+        record = {
+            "video": video_id,
+            "source": str(path.resolve()),
+            "n_frames": n_frames,
+            "fps": fps,
+            "checkpoint": str(checkpoint.resolve()),
+            "checkpoint_kind": meta["kind"],
+            "backbones": list(meta["backbones"]),
+            "crops": job.crops,
+            "threshold": job.threshold,
+            "intervals": [
+                {
+                    "start_frame": start + 1,  # 1-based, inclusive, as the annotations
+                    "end_frame": end + 1,
+                    "start_s": round(float(times[start]), 4),
+                    "end_s": round(float(times[end] + 1 / fps), 4),
+                    "peak": round(float(scores[start : end + 1].max()), 6),
+                }
+                for start, end in intervals
+            ],
+            "scores": [round(float(s), 6) for s in scores],
+            "seconds": round(seconds, 3),
+            "realtime_factor": round((n_frames / fps) / seconds, 3) if seconds > 0 else None,
+        }
+        write_json(base.with_suffix(".json"), record)
+        title = f"{video_id} ({meta['kind']}: {'+'.join(meta['backbones'])})"
+        plot_scores(base.with_suffix(".png"), times, scores, job.threshold, intervals, truth, title)
+        outputs = [base.with_suffix(s) for s in (".csv", ".json", ".png")]
+        if job.overlay:
+            overlay = base.with_name(base.name + "_overlay.mp4")
+            with VideoReader(path) as reader:
+                write_video(overlay, overlay_frames(reader, scores, job.threshold), fps=fps)
+            outputs.append(overlay)
+        record["outputs"] = [str(p) for p in outputs]
+        results.append(record)
+    return results
