@@ -80,6 +80,8 @@ def read_annotations(path: str | Path) -> dict[str, VideoAnnotation]:
 
 
 def write_annotations(annotations: Iterable[VideoAnnotation], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["video", "label", "anomalous_frames", "n_frames", "fps"])

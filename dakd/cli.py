@@ -318,7 +318,8 @@ def score(
             continue
         spans = ", ".join(f"{i['start_s']:.1f}-{i['end_s']:.1f} s" for i in r["intervals"][:5]) or "none"
         typer.echo(
-            f"{r['video']}: {r['n_frames']} frames scored in {r['seconds']:.1f} s ({r['realtime_factor']:.2f}x real time); "
+            f"{r['video']}: {r['n_frames']} frames scored in {r['seconds']:.1f} s "
+            f"({r['realtime_factor']:.2f}x real time); "
             f"anomalous intervals: {spans}; {out / r['video']}.png"
         )
     if failed:

@@ -56,6 +56,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return value
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     # An exact type check: bool is an int subclass, and a config must not accept true for a number.
     if annotation in (bool, int, float, str) and type(value) is not annotation:
         raise DakdError(f"{where}: expected {annotation.__name__}, got {value!r}")

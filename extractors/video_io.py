@@ -128,24 +128,25 @@ class VideoReader:
             raise VideoError(str(self.path), "undecodable", "no frame could be decoded")
 
     def _decord_chunks(self, chunk_frames: int) -> Iterator[np.ndarray]:
+        # Sequential next() keeps memory flat; get_batch() grows with the position in the video
+        # (decord 0.6: +1.4 GB over 18,000 frames of 640x480).
         errors = _decord_errors()
-        for start in range(0, self.n_reported, chunk_frames):
-            indices = list(range(start, min(start + chunk_frames, self.n_reported)))
+        frames: list[np.ndarray] = []
+        while True:
             try:
-                yield self._decord.get_batch(indices).asnumpy()
-            except errors:
-                # Find the last frame that decodes, keep everything before it, and stop.
-                good = []
-                for index in indices:
-                    try:
-                        good.append(self._decord[index].asnumpy())
-                    except errors as error:
-                        self.truncated = True
-                        self.warning = f"decoding stopped at frame {index}: {_one_line(str(error))}"
-                        break
-                if good:
-                    yield np.stack(good)
-                return
+                frames.append(self._decord.next().asnumpy())
+            except StopIteration:
+                break
+            except errors as error:  # keep everything before the first frame that fails
+                self.truncated = True
+                position = self.n_decoded + len(frames)
+                self.warning = f"decoding stopped at frame {position}: {_one_line(str(error))}"
+                break
+            if len(frames) == chunk_frames:
+                yield np.stack(frames)
+                frames = []
+        if frames:
+            yield np.stack(frames)
 
     def _pyav_chunks(self, chunk_frames: int) -> Iterator[np.ndarray]:
         import av

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from dakd import paths
+from dakd.annotations import CACHE_ANNOTATIONS, read_annotations, write_annotations
 from dakd.cache import FeatureCache
 from dakd.errors import DakdError, VideoError
 from dakd.timeline import DEFAULT_SNIPPET_FRAMES, count_snippets, stream_snippets
@@ -140,6 +141,9 @@ class _Producer(threading.Thread):
                 continue
 
     def run(self) -> None:
+        # One intra-op thread here (the setting is per thread): the models keep every core, and the
+        # two threads do not oversubscribe the CPU.
+        torch.set_num_threads(1)
         try:
             offsets = {name: model.frame_offsets(self.config.snippet_frames) for name, model in self.models.items()}
             pieces: dict[str, list[torch.Tensor]] = {name: [] for name in self.models}
@@ -218,6 +222,18 @@ def video_manifest(path: Path, reader: VideoReader, config: ExtractConfig, backb
     }
 
 
+def record_annotations(inputs: tuple[str, ...], cache: FeatureCache, report: Callable[[str], None]) -> None:
+    """Keep a copy of the ``annotations.csv`` found in the video folders, so later commands find the labels."""
+    found = [Path(item) / CACHE_ANNOTATIONS for item in inputs if (Path(item) / CACHE_ANNOTATIONS).is_file()]
+    if not found:
+        return
+    merged = {}
+    for path in found:
+        merged.update(read_annotations(path))
+    write_annotations(merged.values(), cache.root / CACHE_ANNOTATIONS)
+    report(f"labels: {len(merged)} videos from {', '.join(map(str, found))} (kept in {cache.root / CACHE_ANNOTATIONS})")
+
+
 def run(config: ExtractConfig, report: Callable[[str], None] = tqdm.write) -> ExtractSummary:
     """Extract features of every video in ``config.videos`` into ``config.cache``."""
     started = time.perf_counter()
@@ -233,6 +249,8 @@ def run(config: ExtractConfig, report: Callable[[str], None] = tqdm.write) -> Ex
     for name in summary.random_backbones:
         report(f"warning: {name} uses RANDOM weights (--random-weights): its features are untrained")
 
+    if shard_index == 0:
+        record_annotations(config.videos, cache, report)
     if shard_index == 0:  # every shard sees the same missing inputs; one records them
         for item, reason in missing:
             failure = {"path": item, "video_id": None, "error_type": "missing", "message": reason}

@@ -66,7 +66,8 @@ def load_checkpoint_backbones(meta: dict, device, explicit: dict[str, str]) -> d
         model, weights = load_backbone(resolved, device, **record.get("options", {}))
         if weights["sha256"] != record["weights_sha256"]:
             raise DakdError(
-                f"the checkpoint was trained on {name} features from weights sha256 {record['weights_sha256'][:12]}..., "
+                f"the checkpoint was trained on {name} features from weights sha256 "
+                f"{record['weights_sha256'][:12]}..., "
                 f"but the weights found are {weights['sha256'][:12]}... ({resolved.path or 'random'})"
             )
         if model.input_contract != record["preprocessing"]:

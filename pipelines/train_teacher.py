@@ -109,7 +109,8 @@ def run(job: TrainJob, report: Callable[[str], None] = tqdm.write) -> dict:
         return mil_objective(model(batch.features).scores, batch.labels, config.loss)
 
     report(
-        f"training the teacher on {len(bags)} videos ({int(bags.labels.sum())} anomalous), backbones {', '.join(backbones)}"
+        f"training the teacher on {len(bags)} videos ({int(bags.labels.sum())} anomalous), "
+        f"backbones {', '.join(backbones)}"
     )
     summary = train_model(job, model, step, model.parameters(), bags, "teacher")
     out = Path(job.out)

@@ -26,6 +26,7 @@ def test_yaml_then_overrides(tmp_path):
     path.write_text("epochs: 5\ninner:\n  tau: 1\n")
     config = load_config(Outer, path, ["inner.names=[i3d,clip]", "epochs=7"])
     assert config == Outer(epochs=7, inner=Inner(tau=1.0, names=("i3d", "clip")))
+    assert load_config(Outer, None, ["inner.tau=1e-3"]).inner.tau == 0.001  # YAML 1.1 reads 1e-3 as text
     assert to_dict(config) == {"epochs": 7, "inner": {"tau": 1.0, "names": ["i3d", "clip"]}}
 
 
@@ -59,3 +60,17 @@ def test_extract_config_file_and_command_line_precedence(tmp_path):
     config.write_text("crop: 5\n")
     result = CliRunner().invoke(app, ["extract", str(tmp_path / "v.mp4"), "--config", str(config)])
     assert result.exit_code == 1 and "unknown key(s) crop" in result.output
+
+
+def test_shipped_configs_mirror_the_dataclasses():
+    from pathlib import Path
+
+    from dakd.training import TrainConfig
+    from pipelines.extract import ExtractConfig
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert load_config(TrainConfig, configs / "teacher.yaml") == TrainConfig()
+    student = load_config(TrainConfig, configs / "student.yaml")
+    assert student.backbones == ("i3d",) and student.distill == TrainConfig().distill
+    assert load_config(ExtractConfig, configs / "extract.yaml") == ExtractConfig()
+    load_config(ExtractConfig, configs / "extract-10crop.yaml")

@@ -152,7 +152,7 @@ def test_pipeline_end_to_end(workspace):
         ],
     )
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(open(root / "scores" / "a1.csv")))
+    rows = list(csv.DictReader((root / "scores" / "a1.csv").read_text().splitlines()))
     assert len(rows) == 48 and [int(r["frame"]) for r in rows] == list(range(1, 49))
     scores = np.array([float(r["score"]) for r in rows])
     assert ((scores >= 0) & (scores <= 1)).all()
@@ -265,3 +265,25 @@ def test_mismatched_checkpoint_and_bad_options_are_refused(workspace, tmp_path):
     assert result.exit_code == 1 and "unknown key" in result.output
     result = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--cache", str(root / "cache")])
     assert result.exit_code == 1 and "no such checkpoint" in result.output
+
+
+def test_bare_commands_chain_in_one_folder(workspace, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(workspace / "videos", "videos")
+    shutil.copy(workspace / "annotations.csv", "videos/annotations.csv")
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["extract", "videos", "--backbones", "i3d_tiny,clip_tiny", "--random-weights", "i3d_tiny,clip_tiny"]
+    )
+    assert result.exit_code == 0 and "labels: 6 videos" in result.output, result.output
+    result = runner.invoke(app, ["score", "videos/a1.mp4"])
+    assert result.exit_code == 1 and "no checkpoint given" in result.output
+    assert runner.invoke(app, ["train-teacher", *SMALL]).exit_code == 0
+    result = runner.invoke(app, ["distill", "--backbone", "i3d_tiny", *SMALL])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["score", "videos/a1.mp4"])
+    assert result.exit_code == 0, result.output
+    assert "using the newest checkpoint: runs/student/student.pt" in result.output
+    assert (tmp_path / "scores" / "a1.csv").exists()
