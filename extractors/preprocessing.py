@@ -5,7 +5,8 @@ The order of operations follows torchvision's ``VideoClassification`` preset (th
 a plain dict, stored verbatim in the cache manifest::
 
     {"resize": "short_side" | "square", "resize_size": 256, "crop_size": 224,
-     "interpolation": "bilinear", "antialias": bool, "mean": [..], "std": [..]}
+     "interpolation": "bilinear", "antialias": bool, "resize_kernel": "uint8" | "float",
+     "mean": [..], "std": [..]}
 """
 
 from __future__ import annotations
@@ -13,33 +14,43 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
+import torch.nn.functional as F
 
 from extractors.crops import take_crops
 
 
-def resize_frames(frames: torch.Tensor, contract: dict[str, Any]) -> torch.Tensor:
-    """Resize ``[..., C, H, W]`` frames as the contract says (short side, or both sides, to ``resize_size``)."""
+def resized_shape(height: int, width: int, contract: dict[str, Any]) -> tuple[int, int]:
+    """Output size of the contract's resize, rounded as torchvision does (the long side truncated)."""
     size = contract["resize_size"]
-    target = [size] if contract["resize"] == "short_side" else [size, size]
-    return TF.resize(
-        frames,
-        target,
-        interpolation=InterpolationMode(contract["interpolation"]),
-        antialias=contract["antialias"],
-    )
+    if contract["resize"] == "square":
+        return size, size
+    if height <= width:
+        return size, int(size * width / height)
+    return int(size * height / width), size
+
+
+def resize_frames(frames: torch.Tensor, contract: dict[str, Any]) -> torch.Tensor:
+    """Resize uint8 ``[N, C, H, W]`` frames (best in channels_last layout) as the contract says.
+
+    ``resize_kernel`` "uint8" runs torch's vectorised uint8 kernel (about 20x faster on CPU);
+    "float" interpolates in float32 and rounds back, which is exactly what torchvision's
+    ``transforms.functional.resize`` does with a uint8 tensor (the S3D preset needs that parity).
+    """
+    size = resized_shape(*frames.shape[-2:], contract)
+    options = {"mode": contract["interpolation"], "antialias": contract["antialias"], "align_corners": False}
+    if contract["resize_kernel"] == "float":
+        return F.interpolate(frames.float(), size=size, **options).round_().clamp_(0, 255).to(torch.uint8)
+    return F.interpolate(frames, size=size, **options)
 
 
 def preprocess_clips(frames: torch.Tensor, contract: dict[str, Any], crops: int) -> torch.Tensor:
     """uint8 ``[N, F, H, W, 3]`` -> float ``[crops, N, 3, F, crop, crop]`` normalised per the contract."""
     n, f, h, w, c = frames.shape
-    flat = frames.permute(0, 1, 4, 2, 3).reshape(n * f, c, h, w)
+    flat = frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2)  # a channels_last view: no copy
     resized = resize_frames(flat, contract)
     cropped = take_crops(resized, contract["crop_size"], crops)  # [crops, N*F, 3, s, s]
-    scaled = cropped.float() / 255.0
-    mean = torch.tensor(contract["mean"], device=scaled.device).view(1, 1, 3, 1, 1)
-    std = torch.tensor(contract["std"], device=scaled.device).view(1, 1, 3, 1, 1)
-    normalised = (scaled - mean) / std
+    mean = torch.tensor(contract["mean"], device=frames.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(contract["std"], device=frames.device).view(1, 1, 3, 1, 1)
+    normalised = (cropped.float() / 255.0 - mean) / std  # the arithmetic of torchvision's presets
     size = contract["crop_size"]
     return normalised.view(crops, n, f, c, size, size).permute(0, 1, 3, 2, 4, 5)

@@ -138,6 +138,7 @@ class InceptionI3d(Backbone):
             "crop_size": crop_size,
             "interpolation": "bilinear",
             "antialias": True,
+            "resize_kernel": "uint8",
             "value_range": [-1.0, 1.0],
             "mean": [0.5, 0.5, 0.5],
             "std": [0.5, 0.5, 0.5],

@@ -35,6 +35,7 @@ class I3DResNet50(Backbone):
             "crop_size": 224,
             "interpolation": "bilinear",
             "antialias": False,
+            "resize_kernel": "uint8",
             "value_range": [0.0, 1.0],
             "mean": [0.45, 0.45, 0.45],
             "std": [0.225, 0.225, 0.225],

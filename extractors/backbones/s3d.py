@@ -35,6 +35,7 @@ class S3DBackbone(Backbone):
             "crop_size": preset.crop_size[0],
             "interpolation": preset.interpolation.value,
             "antialias": False,  # as the preset, see torchvision PR 7160
+            "resize_kernel": "float",
             "value_range": [0.0, 1.0],
             "mean": list(preset.mean),
             "std": list(preset.std),
