@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--backbones", default="i3d,s3d,clip")
     parser.add_argument("--student", default="i3d")
     parser.add_argument("--crops", type=int, default=1)
+    parser.add_argument("--cache", help="feature cache to use or fill (default: WORK/cache-<crops>crop)")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--ablation-seeds", default="0,1,2", help="seeds of the ablations (empty: none)")
     parser.add_argument("--set", action="append", default=[], help="config override for every run, key=value")
@@ -53,7 +54,7 @@ def main() -> None:
             resolve_weights(name)
         except DakdError:
             random.append(name)
-    cache = str(work / f"cache-{args.crops}crop")
+    cache = args.cache or str(work / f"cache-{args.crops}crop")
     started = time.perf_counter()
     summary = extract.run(
         ExtractConfig(
@@ -116,7 +117,11 @@ def main() -> None:
         )
     ablations: dict[str, list[dict]] = {}
     ablation_seeds = [int(s) for s in args.ablation_seeds.split(",") if s]
-    subsets = [backbones[:i] + backbones[i + 1 :] for i in range(len(backbones))] + [(b,) for b in backbones]
+    # every proper, non-empty subset of the teacher's backbones (the full set is the main row)
+    subsets = list(
+        dict.fromkeys([backbones[:i] + backbones[i + 1 :] for i in range(len(backbones))] + [(b,) for b in backbones])
+    )
+    subsets = [s for s in subsets if s and s != backbones]
     for seed in ablation_seeds:
         ablations.setdefault("Teacher, TAM replaced by concatenation", []).append(
             train_and_evaluate(

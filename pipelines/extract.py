@@ -1,7 +1,8 @@
 """``dakd extract``: videos -> per-snippet features of one or more backbones in a feature cache.
 
-Each video is decoded once for all backbones that still need it. A producer thread decodes, cuts
-snippets and preprocesses while the main thread runs the models, so decoding overlaps model compute.
+Each video is decoded once for all backbones that still need it. With a GPU, a background thread
+decodes, cuts snippets and preprocesses while the GPU runs the models; on the CPU the stages alternate,
+each using every core.
 Bad videos are recorded in ``failures.jsonl`` and never stop the batch; finished videos are skipped on
 a rerun. ``--shard i/n`` (or torchrun's RANK/WORLD_SIZE) gives each process a deterministic share.
 """
@@ -12,7 +13,7 @@ import inspect
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -122,50 +123,64 @@ def load_models(
     return models, configs
 
 
-class _Producer(threading.Thread):
-    """Decodes, cuts snippets and preprocesses one video; puts ``{backbone: [crops, n, ...]}`` batches."""
+def model_inputs(
+    reader: VideoReader, models: dict[str, Backbone], config: ExtractConfig
+) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
+    """Decode, cut snippets and preprocess: yields ``({backbone: [crops, n, ...]}, n)`` batches of n snippets."""
+    offsets = {name: model.frame_offsets(config.snippet_frames) for name, model in models.items()}
+    per_batch = max(1, config.batch_size // config.crops)
+    group = max(1, DECODE_FRAMES // config.snippet_frames)
+    pieces: dict[str, list[torch.Tensor]] = {name: [] for name in models}
+    pending = 0
+    for snippets in stream_snippets(reader.chunks(DECODE_FRAMES), config.snippet_frames, group):
+        frames = torch.from_numpy(snippets)
+        for name, model in models.items():
+            pieces[name].append(model.preprocess(frames[:, offsets[name]], config.crops))
+        pending += len(snippets)
+        if pending >= per_batch:
+            yield {name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending
+            pieces, pending = {name: [] for name in models}, 0
+    if pending:
+        yield {name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending
 
-    def __init__(self, reader: VideoReader, models: dict[str, Backbone], config: ExtractConfig):
+
+class Prefetcher(threading.Thread):
+    """Runs an iterator in a background thread, ``depth`` items ahead; re-raises its errors in the caller."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator, depth: int = 2):
         super().__init__(daemon=True)
-        self.reader, self.models, self.config = reader, models, config
-        self.batches: queue.Queue = queue.Queue(maxsize=2)
-        self.stop = threading.Event()
-        self.snippets_per_batch = max(1, config.batch_size // config.crops)
-
-    def _put(self, item) -> None:
-        while not self.stop.is_set():
-            try:
-                self.batches.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        self.items, self.queue, self.stop = items, queue.Queue(maxsize=depth), threading.Event()
 
     def run(self) -> None:
-        # One intra-op thread here (the setting is per thread): the models keep every core, and the
-        # two threads do not oversubscribe the CPU.
-        torch.set_num_threads(1)
         try:
-            offsets = {name: model.frame_offsets(self.config.snippet_frames) for name, model in self.models.items()}
-            pieces: dict[str, list[torch.Tensor]] = {name: [] for name in self.models}
-            pending = 0
-            chunks = self.reader.chunks(DECODE_FRAMES)
-            group = max(1, DECODE_FRAMES // self.config.snippet_frames)
-            for snippets in stream_snippets(chunks, self.config.snippet_frames, group):
-                frames = torch.from_numpy(snippets)
-                for name, model in self.models.items():
-                    pieces[name].append(model.preprocess(frames[:, offsets[name]], self.config.crops))
-                pending += len(snippets)
-                if pending >= self.snippets_per_batch:
-                    self._put(({name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending))
-                    pieces = {name: [] for name in self.models}
-                    pending = 0
-                if self.stop.is_set():
+            for item in self.items:
+                if not self._put(item):
                     return
-            if pending:
-                self._put(({name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending))
-            self._put(None)
-        except BaseException as error:  # handed to the consumer, which re-raises it
+            self._put(self._END)
+        except BaseException as error:
             self._put(error)
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator:
+        self.start()
+        try:
+            while (item := self.queue.get()) is not self._END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.stop.set()
+            self.join()
 
 
 def extract_video(
@@ -175,28 +190,23 @@ def extract_video(
     device: torch.device,
     on_snippets: Callable[[int], None] = lambda n: None,
 ) -> dict[str, np.ndarray]:
-    """Features ``{backbone: [crops, n_snippets, D]}`` (float32) of one opened video."""
-    producer = _Producer(reader, models, config)
+    """Features ``{backbone: [crops, n_snippets, D]}`` (float32) of one opened video.
+
+    With a GPU, decoding and preprocessing run in a background thread, overlapping the models. On the
+    CPU the stages run one after the other, each with every core: overlapping two CPU-bound stages on
+    the same cores made extraction slower, not faster (see docs/design-notes.md).
+    """
+    batches = model_inputs(reader, models, config)
+    if device.type == "cuda":
+        batches = Prefetcher(batches)
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
-    producer.start()
-    try:
-        with torch.inference_mode(), autocast(device):
-            while True:
-                item = producer.batches.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                inputs, n = item
-                for name, model in models.items():
-                    clips = inputs[name].flatten(0, 1).to(device, non_blocking=True)
-                    features = model(clips.contiguous(memory_format=model.memory_format))
-                    features = features.float().view(config.crops, n, -1)
-                    outputs[name].append(features.cpu().numpy())
-                on_snippets(n)
-    finally:
-        producer.stop.set()
-        producer.join()
+    with torch.inference_mode(), autocast(device):
+        for inputs, n in batches:
+            for name, model in models.items():
+                clips = inputs[name].flatten(0, 1).to(device, non_blocking=True)
+                features = model(clips.contiguous(memory_format=model.memory_format))
+                outputs[name].append(features.float().view(config.crops, n, -1).cpu().numpy())
+            on_snippets(n)
     return {name: np.concatenate(parts, axis=1) for name, parts in outputs.items()}
 
 

@@ -177,3 +177,25 @@ def test_two_processes_on_one_cache_equal_a_single_run(videos, tmp_path):
             np.testing.assert_allclose(shared.read(backbone, video), single.read(backbone, video), atol=2e-3)
         config = json.loads((tmp_path / "shared" / backbone / "backbone.json").read_text())
         assert config["weights"]["random"]
+
+
+def test_prefetcher_keeps_order_and_reraises_errors():
+    from pipelines.extract import Prefetcher
+
+    assert list(Prefetcher(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise RuntimeError("decode failed")
+
+    items = []
+    with pytest.raises(RuntimeError, match="decode failed"):
+        for item in Prefetcher(failing()):
+            items.append(item)
+    assert items == [1]
+    prefetcher = Prefetcher(iter(range(1000)), depth=2)
+    for item in prefetcher:  # the consumer stops early: the thread must end too
+        if item == 3:
+            break
+    prefetcher.join(timeout=5)
+    assert not prefetcher.is_alive()
