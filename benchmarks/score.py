@@ -118,8 +118,8 @@ def main() -> None:
         "# Scoring benchmark",
         "",
         f"`python benchmarks/score.py --minutes {args.minutes:g} --teacher {args.teacher} --student {args.student}`: "
-        f"`dakd score` end to end (loading, decoding, backbones, model, CSV/JSON/PNG) on a generated {args.minutes:g}-minute "
-        f"640x480 30 fps video, {os.cpu_count()} CPU cores, no GPU, 1 crop.",
+        f"`dakd score` end to end (loading, decoding, backbones, model, CSV/JSON/PNG) on a generated "
+        f"{args.minutes:g}-minute 640x480 30 fps video, {os.cpu_count()} CPU cores, no GPU, 1 crop.",
         "",
         "| checkpoint | backbones | seconds | x real time (> 1 = faster) | peak RSS MB |",
         "|---|---|---|---|---|",

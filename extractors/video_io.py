@@ -1,7 +1,9 @@
-"""Reading videos as bounded chunks of RGB frames (decord), and writing test and demo videos (PyAV).
+"""Reading videos as bounded chunks of RGB frames, and writing videos (both with PyAV, i.e. FFmpeg).
 
-Memory never grows with video length: frames are read sequentially, ``chunk_frames`` at a time. The
-number of frames is counted while decoding, so ``n_decoded`` is exact even when container metadata is not.
+Memory never grows with video length: frames are decoded on demand, ``chunk_frames`` at a time, in the
+calling thread. (decord 0.6 decodes ahead in a thread of its own without any bound: +5.4 GB in 12 s
+while the caller was busy with a model; see docs/design-notes.md.) The number of frames is counted while
+decoding, so ``n_decoded`` is exact even when container metadata is not.
 """
 
 from __future__ import annotations
@@ -22,79 +24,41 @@ VIDEO_EXTENSIONS = frozenset(
 )
 
 
-def _decord_errors() -> tuple[type[BaseException], ...]:
-    import decord
-
-    # DECORDError is not a RuntimeError subclass; decord raises both.
-    return (RuntimeError, decord.DECORDError)
-
-
-def _one_line(message: str) -> str:
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    text = lines[-1] if lines else "unknown error"
-    # decord prefixes its messages with a timestamp and a source location.
-    return text.split("] ", 1)[-1][:300]
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 class VideoReader:
     """Sequential RGB reader for one video file.
 
     Attributes: ``fps`` (average frames per second), ``width``, ``height``, ``n_reported`` (frame count
-    from the container), ``n_decoded`` (frames yielded so far), ``truncated`` (decoding stopped early;
-    ``warning`` says why). Decoding uses decord; a file decord cannot index because it ends early (a
-    truncated mp4) is decoded from its beginning with PyAV instead, and marked truncated.
+    from the container, 0 when it has none), ``n_decoded`` (frames yielded so far), ``truncated``
+    (decoding stopped early; ``warning`` says why). Raises :class:`VideoError` for files that are not
+    readable videos.
     """
 
     def __init__(self, path: str | os.PathLike):
+        import av
+
         self.path = Path(path)
         self.n_decoded = 0
         self.truncated = False
         self.warning = ""
         self._check_file()
-        self._probe()
-        self._decord = None
-        self._pyav = None
-        import decord
-
-        decord.logging.set_level(decord.logging.QUIET)
         try:
-            self._decord = decord.VideoReader(str(self.path), num_threads=1)
-        except _decord_errors() as error:
-            if "av_read_frame failed" not in _one_line(str(error)):
-                raise VideoError(
-                    str(self.path), "not_a_video", f"decord cannot read it ({_one_line(str(error))})"
-                ) from None
-            # decord indexes every packet up front and gives up on a file that ends early;
-            # PyAV decodes such a file from its beginning.
-            self._open_pyav()
-            self.truncated = True
-            self.warning = "the file ends early (truncated?); features cover the frames that decode"
-        if self._decord is not None:
-            self.n_reported = len(self._decord)
-            self.fps = float(self._decord.get_avg_fps())
-            if self.n_reported < 1:
-                raise VideoError(str(self.path), "no_frames", "the video has no frames")
-            try:
-                self.height, self.width = self._decord[0].shape[:2]
-                self._decord.seek(0)
-            except _decord_errors() as error:
-                raise VideoError(
-                    str(self.path),
-                    "undecodable",
-                    f"the first frame does not decode ({_one_line(str(error))})",
-                ) from None
-
-    def _probe(self) -> None:
-        """Classify files that are not videos with PyAV's container probe (quiet, and cheap)."""
-        import av
-
-        try:
-            with av.open(str(self.path)) as container:
-                has_video = bool(container.streams.video)
+            self._container = av.open(str(self.path))
         except av.FFmpegError:
             raise VideoError(str(self.path), "not_a_video", "not a readable video file") from None
-        if not has_video:
+        if not self._container.streams.video:
+            self._container.close()
             raise VideoError(str(self.path), "no_video_stream", "no video stream (audio-only?)")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"  # FFmpeg's frame and slice threads: bounded, unlike a read-ahead queue
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps = float(rate) if rate else 25.0
+        self.width, self.height = self._stream.codec_context.width, self._stream.codec_context.height
+        self.n_reported = int(self._stream.frames or 0)
 
     def _check_file(self) -> None:
         if not self.path.exists():
@@ -106,68 +70,42 @@ class VideoReader:
         if self.path.stat().st_size == 0:
             raise VideoError(str(self.path), "empty_file", "the file is empty (0 bytes)")
 
-    def _open_pyav(self) -> None:
-        import av
-
-        try:
-            self._pyav = av.open(str(self.path))
-            stream = self._pyav.streams.video[0]
-        except (av.FFmpegError, IndexError) as error:
-            raise VideoError(str(self.path), "not_a_video", f"not a readable video file ({error})") from None
-        self.fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-        self.width, self.height = stream.codec_context.width, stream.codec_context.height
-        self.n_reported = stream.frames
-
     def chunks(self, chunk_frames: int = 64) -> Iterator[np.ndarray]:
-        """Yield the video's frames in order as uint8 arrays ``[<=chunk_frames, H, W, 3]``."""
-        source = self._decord_chunks(chunk_frames) if self._decord is not None else self._pyav_chunks(chunk_frames)
-        for chunk in source:
-            self.n_decoded += len(chunk)
-            yield chunk
-        if self.n_decoded == 0:
-            raise VideoError(str(self.path), "undecodable", "no frame could be decoded")
+        """Yield the video's frames in order as uint8 arrays ``[<=chunk_frames, H, W, 3]``.
 
-    def _decord_chunks(self, chunk_frames: int) -> Iterator[np.ndarray]:
-        # Sequential next() keeps memory flat; get_batch() grows with the position in the video
-        # (decord 0.6: +1.4 GB over 18,000 frames of 640x480).
-        errors = _decord_errors()
-        frames: list[np.ndarray] = []
-        while True:
-            try:
-                frames.append(self._decord.next().asnumpy())
-            except StopIteration:
-                break
-            except errors as error:  # keep everything before the first frame that fails
-                self.truncated = True
-                position = self.n_decoded + len(frames)
-                self.warning = f"decoding stopped at frame {position}: {_one_line(str(error))}"
-                break
-            if len(frames) == chunk_frames:
-                yield np.stack(frames)
-                frames = []
-        if frames:
-            yield np.stack(frames)
-
-    def _pyav_chunks(self, chunk_frames: int) -> Iterator[np.ndarray]:
+        A file that stops decoding part-way keeps the frames before that point (``truncated``).
+        """
         import av
 
         frames: list[np.ndarray] = []
         try:
-            for frame in self._pyav.decode(video=0):
+            for frame in self._container.decode(self._stream):
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if len(frames) == chunk_frames:
-                    yield np.stack(frames)
+                    yield self._stack(frames)
                     frames = []
-        except av.FFmpegError:
-            pass  # the truncation point: what decoded before it is kept
+        except av.FFmpegError as error:
+            self.truncated = True
+            self.warning = f"decoding stopped at frame {self.n_decoded + len(frames)}: {_one_line(error)}"
         if frames:
-            yield np.stack(frames)
+            yield self._stack(frames)
+        if self.n_decoded == 0:
+            raise VideoError(str(self.path), "undecodable", self.warning or "no frame could be decoded")
+        if not self.truncated and self.n_reported and self.n_decoded < 0.99 * self.n_reported - 1:
+            self.truncated = True
+            self.warning = f"the container lists {self.n_reported} frames but only {self.n_decoded} decode"
+
+    def _stack(self, frames: list[np.ndarray]) -> np.ndarray:
+        shapes = {f.shape for f in frames}
+        if len(shapes) > 1 or frames[0].shape[:2] != (self.height, self.width):
+            raise VideoError(
+                str(self.path), "resolution_change", f"the frame size changes mid-video ({sorted(shapes)})"
+            )
+        self.n_decoded += len(frames)
+        return np.stack(frames)
 
     def close(self) -> None:
-        self._decord = None
-        if self._pyav is not None:
-            self._pyav.close()
-            self._pyav = None
+        self._container.close()
 
     def __enter__(self) -> VideoReader:
         return self

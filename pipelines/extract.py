@@ -1,8 +1,7 @@
 """``dakd extract``: videos -> per-snippet features of one or more backbones in a feature cache.
 
-Each video is decoded once for all backbones that still need it. With a GPU, a background thread
-decodes, cuts snippets and preprocesses while the GPU runs the models; on the CPU the stages alternate,
-each using every core.
+Each video is decoded once for all backbones that still need it. A background thread decodes, cuts
+snippets and preprocesses while the models run, so decoding overlaps model compute.
 Bad videos are recorded in ``failures.jsonl`` and never stop the batch; finished videos are skipped on
 a rerun. ``--shard i/n`` (or torchrun's RANK/WORLD_SIZE) gives each process a deterministic share.
 """
@@ -145,7 +144,11 @@ def model_inputs(
 
 
 class Prefetcher(threading.Thread):
-    """Runs an iterator in a background thread, ``depth`` items ahead; re-raises its errors in the caller."""
+    """Runs an iterator in a background thread, ``depth`` items ahead; re-raises its errors in the caller.
+
+    The thread's torch ops use one intra-op thread (a per-thread setting), so that on a CPU the models
+    keep every core and the two threads do not oversubscribe it.
+    """
 
     _END = object()
 
@@ -154,6 +157,7 @@ class Prefetcher(threading.Thread):
         self.items, self.queue, self.stop = items, queue.Queue(maxsize=depth), threading.Event()
 
     def run(self) -> None:
+        torch.set_num_threads(1)
         try:
             for item in self.items:
                 if not self._put(item):
@@ -192,13 +196,9 @@ def extract_video(
 ) -> dict[str, np.ndarray]:
     """Features ``{backbone: [crops, n_snippets, D]}`` (float32) of one opened video.
 
-    With a GPU, decoding and preprocessing run in a background thread, overlapping the models. On the
-    CPU the stages run one after the other, each with every core: overlapping two CPU-bound stages on
-    the same cores made extraction slower, not faster (see docs/design-notes.md).
+    Decoding and preprocessing run in a background thread, overlapping the models.
     """
-    batches = model_inputs(reader, models, config)
-    if device.type == "cuda":
-        batches = Prefetcher(batches)
+    batches = Prefetcher(model_inputs(reader, models, config))
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
     with torch.inference_mode(), autocast(device):
         for inputs, n in batches:

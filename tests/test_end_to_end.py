@@ -10,43 +10,24 @@ from typer.testing import CliRunner
 
 from dakd.checkpoint import load_checkpoint
 from dakd.cli import app
-from extractors.video_io import write_video
+from pipelines.demo import DemoConfig, generate_dataset
 
 SMALL = ["--set", "optim.steps=12", "--set", "optim.batch_per_class=2", "--set", "model.width=16", "--no-progress"]
-VIDEOS = {
-    "n1": (40, None),
-    "n2": (50, None),
-    "n3": (33, None),
-    "a1": (48, (17, 40)),
-    "a2": (56, (9, 30)),
-    "a3": (45, (30, 45)),
-}
-
-
-def scene(n_frames, anomaly, seed):
-    rng = np.random.default_rng(seed)
-    for i in range(n_frames):
-        frame = np.full((72, 96, 3), 60, np.uint8)
-        x = (4 * i) % 80
-        frame[30:40, x : x + 10] = 200  # a walker
-        if anomaly and anomaly[0] <= i + 1 <= anomaly[1]:
-            frame[10:60, 20:70] = rng.integers(0, 255, 3)  # something large appears
-        yield frame
+FRAMES = 40
+ANOMALOUS = "test_fast_00"  # the test video that is scored
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
+    """The demo's synthetic dataset (6 videos), extracted with the tiny test backbones."""
     root = tmp_path_factory.mktemp("e2e")
-    (root / "videos").mkdir()
-    with open(root / "annotations.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["video", "label", "anomalous_frames", "n_frames", "fps"])
-        for seed, (name, (n, anomaly)) in enumerate(VIDEOS.items()):
-            write_video(root / "videos" / f"{name}.mp4", scene(n, anomaly, seed), fps=10)
-            label = "anomalous" if anomaly else "normal"
-            writer.writerow([name, label, f"{anomaly[0]}-{anomaly[1]}" if anomaly else "", n, 10])
-    runner = CliRunner()
-    result = runner.invoke(
+    config = DemoConfig(
+        out=str(root), train_normal=2, train_anomalous=2, test_normal=1, test_anomalous=1, frames=FRAMES
+    )
+    data = generate_dataset(config)
+    (root / "videos").symlink_to(data / "videos")
+    (root / "annotations.csv").symlink_to(data / "annotations.csv")
+    result = CliRunner().invoke(
         app,
         [
             "extract",
@@ -132,16 +113,16 @@ def test_pipeline_end_to_end(workspace):
         )
         assert result.exit_code == 0, result.output
         metrics = json.loads((root / "eval" / checkpoint.stem / "metrics.json").read_text())
-        assert metrics["frames"] == sum(n for n, _ in VIDEOS.values())
+        assert metrics["frames"] == 6 * FRAMES and metrics["videos"] == 6
         assert 0 <= metrics["roc_auc"] <= 1 and 0 <= metrics["false_alarm_rate"] <= 1
-        assert set(metrics["per_video_auc"]) == {"a1", "a2", "a3"}
+        assert set(metrics["per_video_auc"]) <= {"train_fast_00", "train_lawn_01", ANOMALOUS}
         assert (root / "eval" / checkpoint.stem / "roc.png").stat().st_size > 1000
 
     result = CliRunner().invoke(
         app,
         [
             "score",
-            str(root / "videos" / "a1.mp4"),
+            str(root / "videos" / f"{ANOMALOUS}.mp4"),
             "--checkpoint",
             str(student),
             "--out",
@@ -152,15 +133,16 @@ def test_pipeline_end_to_end(workspace):
         ],
     )
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader((root / "scores" / "a1.csv").read_text().splitlines()))
-    assert len(rows) == 48 and [int(r["frame"]) for r in rows] == list(range(1, 49))
+    rows = list(csv.DictReader((root / "scores" / f"{ANOMALOUS}.csv").read_text().splitlines()))
+    assert len(rows) == FRAMES and [int(r["frame"]) for r in rows] == list(range(1, FRAMES + 1))
     scores = np.array([float(r["score"]) for r in rows])
     assert ((scores >= 0) & (scores <= 1)).all()
-    record = json.loads((root / "scores" / "a1.json").read_text())
-    assert len(record["scores"]) == 48 and record["checkpoint_kind"] == "student"
-    assert (root / "scores" / "a1.png").exists() and (root / "scores" / "a1_overlay.mp4").stat().st_size > 0
+    record = json.loads((root / "scores" / f"{ANOMALOUS}.json").read_text())
+    assert len(record["scores"]) == FRAMES and record["checkpoint_kind"] == "student"
+    assert (root / "scores" / f"{ANOMALOUS}.png").exists()
+    assert (root / "scores" / f"{ANOMALOUS}_overlay.mp4").stat().st_size > 0
     # The scores of `score` (decode + extract + model) equal those of `evaluate` on the cache.
-    cached = np.load(root / "eval" / "student" / "frame_scores.npz")["a1"]
+    cached = np.load(root / "eval" / "student" / "frame_scores.npz")[ANOMALOUS]
     np.testing.assert_allclose(scores, cached, atol=2e-3)
 
 
@@ -231,7 +213,7 @@ def test_mismatched_checkpoint_and_bad_options_are_refused(workspace, tmp_path):
         app,
         [
             "extract",
-            str(root / "videos" / "n1.mp4"),
+            str(root / "videos" / "train_normal_00.mp4"),
             "--cache",
             str(other),
             "--backbones",
@@ -273,17 +255,49 @@ def test_bare_commands_chain_in_one_folder(workspace, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copytree(workspace / "videos", "videos")
     shutil.copy(workspace / "annotations.csv", "videos/annotations.csv")
+    video = f"videos/{ANOMALOUS}.mp4"
     runner = CliRunner()
     result = runner.invoke(
         app, ["extract", "videos", "--backbones", "i3d_tiny,clip_tiny", "--random-weights", "i3d_tiny,clip_tiny"]
     )
     assert result.exit_code == 0 and "labels: 6 videos" in result.output, result.output
-    result = runner.invoke(app, ["score", "videos/a1.mp4"])
+    result = runner.invoke(app, ["score", video])
     assert result.exit_code == 1 and "no checkpoint given" in result.output
     assert runner.invoke(app, ["train-teacher", *SMALL]).exit_code == 0
     result = runner.invoke(app, ["distill", "--backbone", "i3d_tiny", *SMALL])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["score", "videos/a1.mp4"])
+    result = runner.invoke(app, ["score", video])
     assert result.exit_code == 0, result.output
     assert "using the newest checkpoint: runs/student/student.pt" in result.output
-    assert (tmp_path / "scores" / "a1.csv").exists()
+    assert (tmp_path / "scores" / f"{ANOMALOUS}.csv").exists()
+
+
+def test_demo_dataset_is_deterministic_and_its_anomalies_are_where_the_labels_say(tmp_path):
+    from dakd.annotations import read_annotations
+    from extractors.video_io import VideoReader
+    from pipelines.demo import make_video
+
+    first = [frame.copy() for frame in make_video(np.random.default_rng(7), 30, 10.0, "left_object")[0]]
+    again, interval = make_video(np.random.default_rng(7), 30, 10.0, "left_object")
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    start, end = interval[0]
+    assert end == 30 and 1 <= start < 30  # a left object stays to the end
+    # The annotated frames differ from the frame before the bag appeared far more than noise does.
+    before, after = first[start - 2].astype(int), first[start - 1].astype(int)
+    assert np.abs(after - before).max() > 100
+
+    config = DemoConfig(
+        out=str(tmp_path), train_normal=1, train_anomalous=3, test_normal=1, test_anomalous=0, frames=24
+    )
+    data = generate_dataset(config)
+    annotations = read_annotations(data / "annotations.csv")
+    assert {a.label for a in annotations.values()} == {0, 1}
+    assert all(a.intervals for a in annotations.values() if a.label)
+    assert (data / "splits" / "train.txt").read_text().split() == [
+        "train_normal_00",
+        "train_fast_00",
+        "train_lawn_01",
+        "train_left_object_02",
+    ]
+    with VideoReader(data / "videos" / "train_fast_00.mp4") as reader:
+        assert sum(len(c) for c in reader.chunks()) == 24 and reader.fps == pytest.approx(10)
