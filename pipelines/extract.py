@@ -259,77 +259,52 @@ def run(config: ExtractConfig, report: Callable[[str], None] = tqdm.write) -> Ex
     for name in summary.random_backbones:
         report(f"warning: {name} uses RANDOM weights (--random-weights): its features are untrained")
 
-    if shard_index == 0:
+    def fail(path: object, video_id: str | None, error_type: str, message: str, level: str = "FAILED") -> None:
+        failure = {"path": str(path), "video_id": video_id, "error_type": error_type, "message": message}
+        cache.record_failure(**failure)
+        summary.failed.append(failure)
+        report(f"{level} {path}: {message}")
+
+    if shard_index == 0:  # every shard sees the same inputs; one records their labels and what is missing
         record_annotations(config.videos, cache, report)
-    if shard_index == 0:  # every shard sees the same missing inputs; one records them
         for item, reason in missing:
-            failure = {"path": item, "video_id": None, "error_type": "missing", "message": reason}
-            cache.record_failure(**failure)
-            summary.failed.append(failure)
-            report(f"FAILED {item}: {reason}")
+            fail(item, None, "missing", reason)
     mine = list(videos.items())[shard_index::shard_count]
     storage = np.float16 if config.dtype == "float16" else np.float32
     label = f"shard {shard_index}/{shard_count} " if shard_count > 1 else ""
     overall = tqdm(total=len(mine), desc=f"{label}videos", unit="video", disable=not config.progress, position=0)
     for video_id, path in mine:
-        todo = (
-            {name: m for name, m in models.items() if not cache.is_done(name, video_id, path)}
-            if path.exists()
-            else models
-        )
+        exists = path.exists()
+        todo = {name: m for name, m in models.items() if not (exists and cache.is_done(name, video_id, path))}
         if not todo:
             summary.skipped.append(video_id)
             overall.update(1)
             continue
         try:
             with VideoReader(path) as reader:
-                expected = count_snippets(max(reader.n_reported or 1, 1), config.snippet_frames)
-                with tqdm(
+                expected = count_snippets(max(reader.n_reported, 1), config.snippet_frames)
+                bar = tqdm(
                     total=expected,
                     desc=video_id[-30:],
                     unit="snippet",
                     leave=False,
                     position=1,
                     disable=not config.progress,
-                ) as bar:
+                )
+                with bar:
                     features = extract_video(reader, todo, config, device, bar.update)
                 for name, array in features.items():
                     manifest = video_manifest(path, reader, config, configs[name])
-                    if array.shape[1] != manifest["n_snippets"]:
-                        raise RuntimeError(f"{array.shape[1]} snippets for {reader.n_decoded} frames")
                     cache.write(name, video_id, array.astype(storage), manifest)
                 summary.snippets += manifest["n_snippets"]
                 summary.extracted.append(video_id)
                 if reader.truncated:
-                    failure = {
-                        "path": str(path),
-                        "video_id": video_id,
-                        "error_type": "truncated",
-                        "message": f"{reader.warning} ({reader.n_decoded} frames kept)",
-                    }
-                    cache.record_failure(**failure)
-                    summary.failed.append(failure)
-                    report(f"WARNING {path}: {failure['message']}")
+                    fail(path, video_id, "truncated", f"{reader.warning} ({reader.n_decoded} frames kept)", "WARNING")
         except VideoError as error:
-            failure = {
-                "path": str(path),
-                "video_id": video_id,
-                "error_type": error.kind,
-                "message": error.reason,
-            }
-            cache.record_failure(**failure)
-            summary.failed.append(failure)
-            report(f"FAILED {path}: {error.reason}")
+            fail(path, video_id, error.kind, error.reason)
         except Exception as error:  # one broken video must not stop a long batch
-            failure = {
-                "path": str(path),
-                "video_id": video_id,
-                "error_type": type(error).__name__,
-                "message": str(error).strip().splitlines()[0][:300] if str(error).strip() else "",
-            }
-            cache.record_failure(**failure)
-            summary.failed.append(failure)
-            report(f"FAILED {path}: {type(error).__name__}: {failure['message']}")
+            message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            fail(path, video_id, type(error).__name__, f"{type(error).__name__}: {message}")
         overall.set_postfix(failed=len(summary.failed), refresh=False)
         overall.update(1)
     overall.close()
