@@ -49,13 +49,33 @@ def make_video(folder: Path, minutes: float) -> Path:
 
     path = folder / f"scene_{minutes:g}min.mp4"
     if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.mp4")
         write_video(tmp, scene_frames(int(minutes * 60 * FPS)), fps=FPS, options={"preset": "veryfast", "crf": "23"})
         tmp.rename(path)
     return path
 
 
-def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool, batch_size: int) -> dict:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ``ru_maxrss`` would also
+    count the parent's memory at fork, which inflated the figures of children of a busy parent."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine(device: str) -> str:
+    """The hardware a benchmark ran on, for its table's header."""
+    import torch
+
+    cores = f"{os.cpu_count()} CPU cores"
+    if device != "cpu" and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, {cores}"
+    return f"{cores}, no GPU"
+
+
+def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool, batch_size: int, device: str) -> dict:
     from pipelines.extract import ExtractConfig, run
 
     config = ExtractConfig(
@@ -65,7 +85,7 @@ def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool
         random_weights=(backbone,) if random_weights else (),
         batch_size=batch_size,
         progress=False,
-        device="cpu",
+        device=device,
     )
     started = time.perf_counter()
     summary = run(config, report=lambda message: None)
@@ -75,27 +95,39 @@ def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool
     return {"seconds": seconds, "snippets": summary.snippets}
 
 
-def child_model_only(backbone: str, snippets: int, random_weights: bool, batch_size: int) -> dict:
+def child_model_only(backbone: str, snippets: int, random_weights: bool, batch_size: int, device: str) -> dict:
     import torch
 
     from extractors.weights import load_backbone, resolve_weights
+    from pipelines.common import autocast, choose_device
 
-    model, _ = load_backbone(resolve_weights(backbone, random=random_weights))
+    target = choose_device(device)
+    model, _ = load_backbone(resolve_weights(backbone, random=random_weights), target)
     per_batch = max(1, batch_size)
     frames = torch.randint(0, 256, (per_batch, len(model.frame_offsets(16)), HEIGHT, WIDTH, 3), dtype=torch.uint8)
     clips = model.preprocess(frames, crops=1).flatten(0, 1).contiguous(memory_format=model.memory_format)
+    clips = clips.to(target)
     sizes = [per_batch] * (snippets // per_batch) + ([snippets % per_batch] if snippets % per_batch else [])
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(target):
         model(clips[:1])  # warm-up, as extraction's first batch pays the same once per run
+        synchronize(target)
         started = time.perf_counter()
         for size in sizes:
-            model(clips[:size])
+            model(clips[:size]).float().cpu()  # extraction copies every batch's features back too
+        synchronize(target)
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "snippets": snippets}
 
 
-def run_child(*args: str) -> dict:
-    command = [sys.executable, __file__, "--child", *args]
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_child(*args: str, options: tuple[str, ...] = ()) -> dict:
+    command = [sys.executable, __file__, *options, "--child", *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
@@ -109,6 +141,7 @@ def main() -> None:
     parser.add_argument("--rss-minutes", default="1,10", help="video lengths for the peak-memory comparison")
     parser.add_argument("--rss-backbones", default="clip", help="backbones for the peak-memory comparison")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as `dakd extract --device`)")
     parser.add_argument("--real-weights", default="i3d", help="backbones that use their real weights when found")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "dakd-bench"))
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmark-extract.md"))
@@ -121,10 +154,10 @@ def main() -> None:
         random_flag = random_weights == "random"
         if kind == "e2e":
             with tempfile.TemporaryDirectory() as cache:
-                result = child_end_to_end(backbone, target, cache, random_flag, args.batch_size)
+                result = child_end_to_end(backbone, target, cache, random_flag, args.batch_size, args.device)
         else:
-            result = child_model_only(backbone, int(target), random_flag, args.batch_size)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            result = child_model_only(backbone, int(target), random_flag, args.batch_size, args.device)
+        result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
 
@@ -140,6 +173,7 @@ def main() -> None:
                 pass
         return "random"
 
+    options = ("--batch-size", str(args.batch_size), "--device", args.device)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows, rss_rows = [], []
@@ -147,8 +181,8 @@ def main() -> None:
         video = make_video(workdir, minutes)
         for backbone in args.backbones.split(","):
             mode = weights_mode(backbone)
-            e2e = run_child("e2e", backbone, str(video), mode)
-            model = run_child("model", backbone, str(e2e["snippets"]), mode)
+            e2e = run_child("e2e", backbone, str(video), mode, options=options)
+            model = run_child("model", backbone, str(e2e["snippets"]), mode, options=options)
             rows.append((backbone, minutes, e2e["snippets"], model["seconds"], e2e["seconds"], e2e["peak_rss_mb"]))
             print(
                 f"{backbone} {minutes:g} min: model {model['seconds']:.1f} s, end-to-end {e2e['seconds']:.1f} s",
@@ -157,7 +191,7 @@ def main() -> None:
     for backbone in args.rss_backbones.split(","):
         for minutes in [float(m) for m in args.rss_minutes.split(",")]:
             video = make_video(workdir, minutes)
-            e2e = run_child("e2e", backbone, str(video), weights_mode(backbone))
+            e2e = run_child("e2e", backbone, str(video), weights_mode(backbone), options=options)
             rss_rows.append((backbone, minutes, e2e["snippets"], e2e["seconds"], e2e["peak_rss_mb"]))
             print(f"{backbone} {minutes:g} min: peak RSS {e2e['peak_rss_mb']:.0f} MB", flush=True)
 
@@ -165,8 +199,8 @@ def main() -> None:
         "# Extraction benchmark",
         "",
         f"`python benchmarks/extract.py --minutes {args.minutes} --backbones {args.backbones} "
-        f"--rss-minutes {args.rss_minutes} --rss-backbones {args.rss_backbones}`: "
-        f"{os.cpu_count()} CPU cores, no GPU; generated {WIDTH}x{HEIGHT} {FPS} fps H.264 videos; 1 crop; "
+        f"--rss-minutes {args.rss_minutes} --rss-backbones {args.rss_backbones} --device {args.device}`: "
+        f"{machine(args.device)}; generated {WIDTH}x{HEIGHT} {FPS} fps H.264 videos; 1 crop; "
         f"batch {args.batch_size}.",
         "",
         "| backbone | video | snippets | model-only s | end-to-end s | ratio (<= 1.15) | snippets/s | peak RSS MB |",

@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -74,12 +73,12 @@ def prepare(work: Path, teacher: list[str], student: str) -> tuple[Path, Path]:
     return teacher_path, student_path
 
 
-def child(checkpoint: str, video: str, out: str) -> dict:
+def child(checkpoint: str, video: str, out: str, device: str) -> dict:
     sys.path.insert(0, str(REPO))
     from pipelines.score import ScoreJob, run
 
     record = run(
-        ScoreJob(videos=(video,), checkpoint=checkpoint, out=out, device="cpu", progress=False), report=lambda m: None
+        ScoreJob(videos=(video,), checkpoint=checkpoint, out=out, device=device, progress=False), report=lambda m: None
     )[0]
     return {"seconds": record["seconds"], "realtime_factor": record["realtime_factor"], "frames": record["n_frames"]}
 
@@ -90,24 +89,34 @@ def main() -> None:
     parser.add_argument("--teacher", default="i3d,s3d,clip")
     parser.add_argument("--student", default="i3d")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "dakd-bench-score"))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as `dakd score --device`)")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmark-score.md"))
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from extract import machine, make_video, peak_rss_mb
+
     if args.child:
-        result = child(*args.child)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result = child(*args.child, args.device)
+        result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
 
     work = Path(args.workdir)
     teacher_path, student_path = prepare(work, args.teacher.split(","), args.student)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from extract import make_video
-
     video = make_video(Path(tempfile.gettempdir()) / "dakd-bench", args.minutes)
     results = {}
     for kind, path in (("student", student_path), ("teacher", teacher_path)):
-        command = [sys.executable, __file__, "--child", str(path), str(video), str(work / f"scores-{kind}")]
+        command = [
+            sys.executable,
+            __file__,
+            "--device",
+            args.device,
+            "--child",
+            str(path),
+            str(video),
+            str(work / f"scores-{kind}"),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DAKD_OFFLINE": "1"})
         if done.returncode != 0:
             raise SystemExit(done.stderr[-3000:])
@@ -117,9 +126,10 @@ def main() -> None:
     lines = [
         "# Scoring benchmark",
         "",
-        f"`python benchmarks/score.py --minutes {args.minutes:g} --teacher {args.teacher} --student {args.student}`: "
+        f"`python benchmarks/score.py --minutes {args.minutes:g} --teacher {args.teacher} --student {args.student} "
+        f"--device {args.device}`: "
         f"`dakd score` end to end (loading, decoding, backbones, model, CSV/JSON/PNG) on a generated "
-        f"{args.minutes:g}-minute 640x480 30 fps video, {os.cpu_count()} CPU cores, no GPU, 1 crop.",
+        f"{args.minutes:g}-minute 640x480 30 fps video, {machine(args.device)}, 1 crop.",
         "",
         "| checkpoint | backbones | seconds | x real time (> 1 = faster) | peak RSS MB |",
         "|---|---|---|---|---|",

@@ -14,7 +14,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from extract import machine, peak_rss_mb  # noqa: E402
+
 WIDTHS = {"i3d": 1024, "s3d": 1024, "clip": 512}
 
 
@@ -71,7 +73,7 @@ def build_cache(folder: Path, videos: int, snippets: int, seed: int = 0) -> Path
     return folder
 
 
-def child(kind: str, folder: str, steps: int) -> dict:
+def child(kind: str, folder: str, steps: int, device: str) -> dict:
     sys.path.insert(0, str(REPO))
     from dakd.config import load_config
     from dakd.training import TrainConfig
@@ -79,7 +81,7 @@ def child(kind: str, folder: str, steps: int) -> dict:
     from pipelines.train_teacher import TrainJob
 
     root = Path(folder)
-    overrides = [f"optim.steps={steps}", "device=cpu"]
+    overrides = [f"optim.steps={steps}", f"device={device}"]
     if kind == "distill":
         overrides.append("backbones=[i3d]")
     job = TrainJob(
@@ -104,13 +106,14 @@ def main() -> None:
         "--batch-per-class", type=int, default=16, help="the default of configs (optim.batch_per_class)"
     )
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "dakd-bench-train"))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the training config's `device`)")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmark-train.md"))
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, folder, steps = args.child
-        result = child(kind, folder, int(steps))
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result = child(kind, folder, int(steps), args.device)
+        result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
 
@@ -124,7 +127,7 @@ def main() -> None:
     steps = max(1, round(args.epochs * steps_per_epoch))
     rows = []
     for kind in ("teacher", "distill"):
-        command = [sys.executable, __file__, "--child", kind, str(folder), str(steps)]
+        command = [sys.executable, __file__, "--device", args.device, "--child", kind, str(folder), str(steps)]
         result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DAKD_OFFLINE": "1"})
         if result.returncode != 0:
             raise SystemExit(result.stderr[-3000:])
@@ -137,8 +140,9 @@ def main() -> None:
     lines = [
         "# Training benchmark",
         "",
-        f"`python benchmarks/train.py --videos {args.videos} --snippets {args.snippets} --epochs {args.epochs:g}`: "
-        f"{os.cpu_count()} CPU cores, no GPU; synthetic cache of {args.videos} videos ({anomalous} anomalous), "
+        f"`python benchmarks/train.py --videos {args.videos} --snippets {args.snippets} --epochs {args.epochs:g} "
+        f"--device {args.device}`: {machine(args.device)}; "
+        f"synthetic cache of {args.videos} videos ({anomalous} anomalous), "
         f"{args.snippets} snippets each, i3d 1024 + s3d 1024 + clip 512 dims; default configs "
         f"({args.batch_per_class}+{args.batch_per_class} bags per step, {steps_per_epoch} steps per epoch).",
         "",

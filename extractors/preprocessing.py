@@ -35,12 +35,19 @@ def resize_frames(frames: torch.Tensor, contract: dict[str, Any]) -> torch.Tenso
     ``resize_kernel`` "uint8" runs torch's vectorised uint8 kernel (about 20x faster on CPU);
     "float" interpolates in float32 and rounds back, which is exactly what torchvision's
     ``transforms.functional.resize`` does with a uint8 tensor (the S3D preset needs that parity).
+    On a GPU the float kernel is always used: it is cheap there, and the uint8 kernel is a CPU one.
     """
     size = resized_shape(*frames.shape[-2:], contract)
     options = {"mode": contract["interpolation"], "antialias": contract["antialias"], "align_corners": False}
-    if contract["resize_kernel"] == "float":
-        return F.interpolate(frames.float(), size=size, **options).round_().clamp_(0, 255).to(torch.uint8)
-    return F.interpolate(frames, size=size, **options)
+    if contract["resize_kernel"] == "uint8" and frames.device.type == "cpu":
+        return F.interpolate(frames, size=size, **options)
+    # In pieces, so the float copy of a batch of large frames stays small.
+    return torch.cat(
+        [
+            F.interpolate(part.float(), size=size, **options).round_().clamp_(0, 255).to(torch.uint8)
+            for part in frames.split(64)
+        ]
+    )
 
 
 def preprocess_clips(frames: torch.Tensor, contract: dict[str, Any], crops: int) -> torch.Tensor:

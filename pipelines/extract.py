@@ -123,16 +123,19 @@ def load_models(
 
 
 def model_inputs(
-    reader: VideoReader, models: dict[str, Backbone], config: ExtractConfig
+    reader: VideoReader, models: dict[str, Backbone], config: ExtractConfig, device: torch.device
 ) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
-    """Decode, cut snippets and preprocess: yields ``({backbone: [crops, n, ...]}, n)`` batches of n snippets."""
+    """Decode, cut snippets and preprocess: yields ``({backbone: [crops, n, ...]}, n)`` batches of n snippets.
+
+    With a GPU the uint8 frames go to it before preprocessing (resizing is most of the CPU's work).
+    """
     offsets = {name: model.frame_offsets(config.snippet_frames) for name, model in models.items()}
     per_batch = max(1, config.batch_size // config.crops)
     group = max(1, DECODE_FRAMES // config.snippet_frames)
     pieces: dict[str, list[torch.Tensor]] = {name: [] for name in models}
     pending = 0
     for snippets in stream_snippets(reader.chunks(DECODE_FRAMES), config.snippet_frames, group):
-        frames = torch.from_numpy(snippets)
+        frames = torch.from_numpy(snippets).to(device)
         for name, model in models.items():
             pieces[name].append(model.preprocess(frames[:, offsets[name]], config.crops))
         pending += len(snippets)
@@ -146,18 +149,20 @@ def model_inputs(
 class Prefetcher(threading.Thread):
     """Runs an iterator in a background thread, ``depth`` items ahead; re-raises its errors in the caller.
 
-    The thread's torch ops use one intra-op thread (a per-thread setting), so that on a CPU the models
-    keep every core and the two threads do not oversubscribe it.
+    ``threads`` caps the thread's torch ops (a per-thread setting): 1 when the models run on the same CPU,
+    so the two threads do not oversubscribe it; None (torch's default) when a GPU runs the models.
     """
 
     _END = object()
 
-    def __init__(self, items: Iterator, depth: int = 2):
+    def __init__(self, items: Iterator, depth: int = 2, threads: int | None = 1):
         super().__init__(daemon=True)
         self.items, self.queue, self.stop = items, queue.Queue(maxsize=depth), threading.Event()
+        self.threads = threads
 
     def run(self) -> None:
-        torch.set_num_threads(1)
+        if self.threads:
+            torch.set_num_threads(self.threads)
         try:
             for item in self.items:
                 if not self._put(item):
@@ -198,7 +203,7 @@ def extract_video(
 
     Decoding and preprocessing run in a background thread, overlapping the models.
     """
-    batches = Prefetcher(model_inputs(reader, models, config))
+    batches = Prefetcher(model_inputs(reader, models, config, device), threads=1 if device.type == "cpu" else None)
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
     with torch.inference_mode(), autocast(device):
         for inputs, n in batches:
