@@ -9,12 +9,14 @@ Annotations CSV (header required; column order free)::
 
 ``label`` is ``normal`` or ``anomalous`` (also 0/1); ``anomalous_frames`` holds 1-based inclusive
 intervals ``a-b`` joined by ``;`` and is empty for normal videos. A split list holds one video id
-per line (``#`` starts a comment).
+per line; a line starting with ``#``, or the rest of a line after whitespace and ``#``, is a comment
+(XD-Violence ids contain ``#`` themselves).
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +99,7 @@ def read_split(path: str | Path) -> list[str]:
         lines = path.read_text().splitlines()
     except OSError as error:
         raise DakdError(f"{path}: cannot read split list ({error.strerror})") from None
-    ids = [line.split("#", 1)[0].strip() for line in lines]
+    ids = [re.sub(r"(^|\s)#.*$", "", line).strip() for line in lines]
     ids = [i for i in ids if i]
     if not ids:
         raise DakdError(f"{path}: the split list is empty")

@@ -238,12 +238,23 @@ def evaluate(
     mapping: Annotated[
         str, typer.Option(help="snippets: score every snippet; segments: score 32 pooled segments and map back.")
     ] = "snippets",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="dakd: the decoded frames (padding dropped); community: 16 x snippets frames per video, ground "
+            "truth cut or zero-padded to it, as published numbers were computed."
+        ),
+    ] = "dakd",
+    crop: Annotated[
+        int | None, typer.Option(help="Score one crop only (e.g. 0, the centre); default: the mean over all crops.")
+    ] = None,
     threshold: Annotated[float, typer.Option(help="Score threshold of the false-alarm rate.")] = 0.5,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     progress: ProgressOption = True,
 ) -> None:
     """Frame-level ROC AUC, AP (average precision, and the trapezoid PR-AUC many WSVAD papers call AP),
-    false-alarm rate on normal videos and per-video AUC; writes metrics.json, roc.png and pr.png."""
+    false-alarm rate on normal videos and per-video AUC, over all frames of the split's videos concatenated
+    in list order; writes metrics.json, roc.png and pr.png."""
     from dakd.config import from_dict
     from pipelines.evaluate import EvaluateJob, run
 
@@ -256,6 +267,8 @@ def evaluate(
             "split": str(split) if split else None,
             "out": str(out) if out else None,
             "mapping": mapping,
+            "protocol": protocol,
+            "crop": crop,
             "threshold": threshold,
             "device": device,
             "progress": progress,
@@ -263,7 +276,10 @@ def evaluate(
         "evaluate options",
     )
     m = run(job)
-    typer.echo(f"{m['kind']} ({'+'.join(m['backbones'])}) on {m['videos']} videos, {m['frames']} frames:")
+    typer.echo(
+        f"{m['kind']} ({'+'.join(m['backbones'])}) on {m['videos']} videos, {m['frames']} frames "
+        f"({m['protocol']} protocol, {m['crops']} crops):"
+    )
     typer.echo(f"  frame ROC AUC                 {_fmt(m['roc_auc'])}")
     typer.echo(f"  average precision (sklearn)   {_fmt(m['average_precision'])}")
     typer.echo(f"  PR-AUC, trapezoid ('AP')      {_fmt(m['pr_auc_trapezoid'])}")
@@ -406,3 +422,108 @@ def weights_import(
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+@app.command("import-features")
+@user_errors
+def import_features(
+    family: Annotated[
+        str, typer.Argument(help="rtfm (I3D-ResNet50, 2048-d), wu (Inception-I3D, 1024-d), vadclip (CLIP).")
+    ],
+    lists: Annotated[list[Path], typer.Argument(help="The family's lists: .list files (rtfm, wu) or CSVs (vadclip).")],
+    cache: Annotated[Path, typer.Option(help="Feature cache folder to create or extend.")] = Path("dakd-cache"),
+    dtype: Annotated[str, typer.Option(help="float16 or float32.")] = "float16",
+    progress: ProgressOption = True,
+) -> None:
+    """Import the community's precomputed features (RTFM, Wu et al., VadCLIP) into a dakd cache; labels come
+    from `dakd annotations`, names or VadCLIP's label column, never from positions in a list."""
+    from dakd.config import from_dict
+    from pipelines.import_features import ImportJob, run
+
+    job = from_dict(
+        ImportJob,
+        {"family": family, "lists": tuple(str(p) for p in lists), "cache": str(cache), "dtype": dtype,
+         "progress": progress},
+        "import-features options",
+    )  # fmt: skip
+    summary = run(job)
+    typer.echo(
+        f"imported {len(summary.imported)} video(s) as {summary.backbone!r}; skipped {len(summary.skipped)} already "
+        f"imported; {len(summary.failed)} failed"
+        + (f" (see {summary.cache / 'failures.jsonl'})" if summary.failed else "")
+        + f"; cache: {summary.cache}"
+    )
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command("annotations")
+@user_errors
+def annotations(
+    dataset: Annotated[str, typer.Argument(help="ucf-crime, xd-violence or shanghaitech.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="ucf-crime: Temporal_Anomaly_Annotation*.txt; xd-violence: annotations.txt; "
+            "shanghaitech: the test_frame_mask folder (<video>.npy, one 0/1 per frame)."
+        ),
+    ],
+    cache: Annotated[
+        Path, typer.Option(help="Feature cache whose videos to label; frame counts come from its manifests.")
+    ] = Path("dakd-cache"),
+    out: Annotated[Path | None, typer.Option(help="Output CSV (default: CACHE/annotations.csv).")] = None,
+    videos: Annotated[
+        Path | None, typer.Option(help="Folder of the videos: count their frames by decoding instead.")
+    ] = None,
+    convention: Annotated[
+        str,
+        typer.Option(
+            help="How frame pairs are read. community: as the community's scripts do (gt[s:e] = 1: 0-based "
+            "start, end excluded); inclusive: 1-based, both ends included (the UCF-Crime authors' Matlab "
+            "evaluation). Masks (shanghaitech) need none."
+        ),
+    ] = "community",
+) -> None:
+    """Convert a benchmark's ground truth into dakd's annotations CSV, labelling every video of the cache:
+    test videos from the ground truth, the others by name (UCF-Crime Normal_Videos..., XD-Violence label_A;
+    ShanghaiTech videos without a mask are normal)."""
+    from dakd.annotations import write_annotations
+    from dakd.cache import FeatureCache
+    from dakd.community import GROUND_TRUTH
+    from dakd.errors import DakdError
+
+    if dataset not in GROUND_TRUTH:
+        raise DakdError(f"unknown dataset {dataset!r}; expected one of {', '.join(GROUND_TRUTH)}")
+    if convention not in ("community", "inclusive"):
+        raise DakdError(f"--convention {convention!r}: expected community or inclusive")
+    feature_cache = FeatureCache(cache)
+    feature_cache.config()
+    backbone = feature_cache.backbones()[0]
+    frames = {v: feature_cache.manifest(backbone, v)["n_frames"] for v in feature_cache.video_ids(backbone)}
+    if videos is not None:
+        frames = _count_frames(videos, frames)
+    rows = GROUND_TRUTH[dataset](source, frames, convention)
+    target = out or cache / "annotations.csv"
+    write_annotations(rows, target)
+    anomalous = sum(r.label for r in rows)
+    typer.echo(
+        f"{len(rows)} videos ({anomalous} anomalous, {len(rows) - anomalous} normal; "
+        f"{sum(1 for r in rows if r.intervals)} with frame labels) written to {target}"
+    )
+
+
+def _count_frames(folder: Path, frames: dict[str, int]) -> dict[str, int]:
+    """Decoded frame counts of the cache's videos found (by file name) under ``folder``."""
+    from extractors.video_io import VideoReader, discover_videos
+
+    found, _ = discover_videos([folder])
+    by_name = {path.stem: path for path in found.values()}
+    counted = dict(frames)
+    for video in frames:
+        path = by_name.get(video.rsplit("/", 1)[-1])
+        if path is not None:
+            with VideoReader(path) as reader:
+                for _ in reader.chunks():
+                    pass
+                counted[video] = reader.n_decoded
+    return counted

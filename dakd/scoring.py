@@ -34,7 +34,7 @@ def snippet_scores(
         if mapping == "segments":
             inputs = {k: torch.from_numpy(pool_segments(v[crop], segments))[None] for k, v in features.items()}
         else:
-            inputs = {k: torch.from_numpy(np.asarray(v[crop], dtype=np.float32))[None] for k, v in features.items()}
+            inputs = {k: torch.from_numpy(np.array(v[crop], dtype=np.float32))[None] for k, v in features.items()}
         scores = model({k: v.to(device) for k, v in inputs.items()}).scores[0].float().cpu().numpy()
         if mapping == "segments":
             scores = segment_scores_to_snippets(scores, n_snippets)

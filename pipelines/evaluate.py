@@ -1,5 +1,12 @@
 """``dakd evaluate``: frame-level ROC AUC, AP (two labelled definitions), false-alarm rate and per-video AUC
-of a checkpoint on cached test features, with ROC/PR plots."""
+of a checkpoint on cached test features, with ROC/PR plots.
+
+Frames of all test videos are concatenated in the order of the split list (the papers' AUC/AP). Two
+protocols: ``dakd`` scores the frames actually decoded (padding dropped); ``community`` scores 16 x
+snippets frames per video, the ground truth truncated or zero-padded to that length, as the published
+numbers were computed (RTFM, UR-DMU, VadCLIP: ``np.repeat(scores, 16)`` against ``gt.npy``). Scores are the
+mean over crops, or one crop's (``crop``).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +37,8 @@ class EvaluateJob:
     split: str | None = None
     out: str | None = None  # default: <checkpoint folder>/eval
     mapping: Literal["snippets", "segments"] = "snippets"
+    protocol: Literal["dakd", "community"] = "dakd"
+    crop: int | None = None  # None: mean over all crops
     threshold: float = 0.5
     device: str = "auto"
     progress: bool = True
@@ -44,17 +53,24 @@ def run(job: EvaluateJob, report: Callable[[str], None] = tqdm.write) -> dict:
     model.to(device)
     videos = resolve_labels(cache.root, cache.video_ids(model.names[0]), job.annotations, job.split)
     segments = meta["train_config"].get("segments", 32)
+    crops = cache.config()["crops"]
+    if job.crop is not None and not 0 <= job.crop < crops:
+        raise DakdError(f"--crop {job.crop}: the cache has crops 0..{crops - 1}")
     scores, truth, video_labels, notes = {}, {}, {}, []
     for video, annotation in tqdm(videos.items(), desc="evaluate", unit="video", disable=not job.progress):
         manifest = cache.manifest(model.names[0], video)
         if manifest is None:
             raise DakdError(f"{cache.root}: no {model.names[0]!r} features for {video!r}")
         n_frames = manifest["n_frames"]
+        if job.protocol == "community":
+            n_frames = manifest["n_snippets"] * manifest["snippet_frames"]
         if annotation.label == 1 and not annotation.intervals:
             raise DakdError(f"{video}: anomalous but no anomalous_frames in the annotations: cannot score frames")
-        if annotation.n_frames is not None and annotation.n_frames != n_frames:
+        if job.protocol == "dakd" and annotation.n_frames is not None and annotation.n_frames != n_frames:
             notes.append(f"{video}: annotations say {annotation.n_frames} frames, {n_frames} decoded")
         features = {name: cache.read(name, video) for name in model.names}
+        if job.crop is not None:
+            features = {name: array[job.crop : job.crop + 1] for name, array in features.items()}
         scores[video] = frame_scores(
             model, features, n_frames, manifest["snippet_frames"], job.mapping, segments, device
         )
@@ -66,6 +82,8 @@ def run(job: EvaluateJob, report: Callable[[str], None] = tqdm.write) -> dict:
         kind=meta["kind"],
         backbones=list(model.names),
         mapping=job.mapping,
+        protocol=job.protocol,
+        crops="mean of all" if job.crop is None else f"crop {job.crop} only",
         split=job.split,
         notes=notes,
     )

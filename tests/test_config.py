@@ -74,3 +74,14 @@ def test_shipped_configs_mirror_the_dataclasses():
     assert student.backbones == ("i3d",) and student.distill == TrainConfig().distill
     assert load_config(ExtractConfig, configs / "extract.yaml") == ExtractConfig()
     load_config(ExtractConfig, configs / "extract-10crop.yaml")
+
+
+def test_dataset_configs_load():
+    from pathlib import Path
+
+    from dakd.training import TrainConfig
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("ucf-crime", "shanghaitech", "xd-violence"):
+        config = load_config(TrainConfig, configs / f"{name}.yaml", ["backbones=[i3d_r50]"])
+        assert config.segments == 32 and config.backbones == ("i3d_r50",) and config.optim.steps >= 1000
