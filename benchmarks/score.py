@@ -47,7 +47,7 @@ def prepare(work: Path, teacher: list[str], student: str) -> tuple[Path, Path]:
     random = []
     for name in teacher:
         try:
-            resolve_weights(name)
+            resolve_weights(name, allow_download=False)
         except DakdError:
             random.append(name)
     cache = str(work / "cache")

@@ -61,6 +61,12 @@ def load_checkpoint_backbones(meta: dict, device, explicit: dict[str, str]) -> d
     """The backbones a checkpoint was trained on, with the very same weights and preprocessing."""
     models = {}
     for name, record in meta["backbones"].items():
+        if record["weights_sha256"].startswith("imported:"):
+            raise DakdError(
+                f"the checkpoint was trained on {name} features imported from the "
+                f"{record['weights_sha256'].split(':', 1)[1]} family (dakd import-features): dakd cannot compute "
+                "those features from a video; score videos with a model trained on dakd-extracted features"
+            )
         path = Path(explicit[name]) if name in explicit else None
         resolved = resolve_weights(name, path, random=record["random_weights"])
         model, weights = load_backbone(resolved, device, **record.get("options", {}))

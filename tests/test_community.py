@@ -140,6 +140,10 @@ def test_rtfm_ucf_crime_import_ground_truth_and_evaluation(ucf_rtfm):
     assert single["roc_auc"] == pytest.approx(expected_metrics(checkpoint, cache, test, gts, crop=0)[0], abs=1e-9)
     assert single["crops"] == "crop 0 only" and metrics["crops"] == "mean of all"
     invoke("evaluate", "--checkpoint", checkpoint, "--cache", cache, "--crop", "10", code=1)
+    video = root / "clip.mp4"
+    video.write_bytes(b"")  # never opened: the checkpoint is refused first
+    output = invoke("score", video, "--checkpoint", checkpoint, "--out", root / "scores", code=1)
+    assert "imported from the rtfm family" in output
 
 
 def test_wu_xd_violence_five_crops(tmp_path):
