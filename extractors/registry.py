@@ -33,7 +33,9 @@ class WeightsSpec:
     ``file_name`` is the name in the dakd weights cache; ``sha256`` the checksum of that file when it
     is known in advance (or its first hex digits); ``download`` fetches the file into a folder with the
     library's standard mechanism and returns its path; ``known_locations`` lists other caches the
-    library itself uses; ``importer`` converts a user-supplied file into the cache (default: a copy).
+    library itself uses; ``importer`` converts a user-supplied file into the cache (default: a copy);
+    ``download_host`` is probed before downloading, so an offline machine fails in seconds, not after
+    the library's retries.
     """
 
     file_name: str
@@ -44,6 +46,7 @@ class WeightsSpec:
     download: Callable[[Path], Path] | None = None
     known_locations: Callable[[], list[Path]] = field(default=lambda: [])
     importer: Callable[[Path], Path] | None = None
+    download_host: str | None = None
 
 
 class Backbone(nn.Module):

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,15 @@ def _verify(backbone: str, path: Path, expected: str | None, origin: str) -> Res
     return ResolvedWeights(backbone, path, origin, sha, verified=expected is not None)
 
 
+def reachable(host: str, timeout: float = 3.0) -> bool:
+    """Whether an HTTPS connection to ``host`` opens within ``timeout`` seconds."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def resolve_weights(
     backbone: str, explicit: Path | None = None, random: bool = False, allow_download: bool = True
 ) -> ResolvedWeights:
@@ -150,6 +160,8 @@ def resolve_weights(
         download_note = "not downloaded here"
     elif not paths.downloads_allowed():
         download_note = "downloads are disabled (DAKD_OFFLINE or HF_HUB_OFFLINE is set)"
+    elif spec.download_host and not reachable(spec.download_host):
+        download_note = f"{spec.download_host} cannot be reached from this machine"
     else:
         try:
             downloaded = spec.download(paths.weights_dir())

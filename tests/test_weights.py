@@ -159,3 +159,21 @@ def test_weights_cli_list_and_import(tmp_path):
     assert "s3d        verified" in listed.output
     failed = runner.invoke(app, ["weights", "import", "s3d", str(tmp_path / "none.pth")])
     assert failed.exit_code == 1 and "no such file" in failed.output
+
+
+def test_unreachable_download_host_fails_fast_without_the_library_retries(monkeypatch):
+    import dataclasses
+    import time
+
+    from extractors import registry
+
+    entry = registry.backbone_entry("clip")
+    calls = []
+    spec = dataclasses.replace(entry.weights, download=calls.append, download_host="weights.example.invalid")
+    monkeypatch.setitem(registry._REGISTRY, "clip", dataclasses.replace(entry, weights=spec))
+    monkeypatch.delenv("DAKD_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    started = time.perf_counter()
+    with pytest.raises(DakdError, match="weights.example.invalid cannot be reached"):
+        resolve_weights("clip")
+    assert not calls and time.perf_counter() - started < 10

@@ -116,6 +116,7 @@ def _download(folder: Path) -> Path:
         instructions=f"run once online (open_clip downloads {HF_REPO}), or download {HF_FILES[0]} from "
         f"https://huggingface.co/{HF_REPO} and run `dakd weights import clip {HF_FILES[0]}`",
         download=_download,
+        download_host="huggingface.co",
         known_locations=_hf_cached_files,
     ),
     summary="open_clip ViT-B/16 (OpenAI weights) image embedding of the centre frame, 512-d",

@@ -8,6 +8,7 @@ Preprocessing follows pytorchvideo's Kinetics recipe: short side 256 (bilinear, 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -74,6 +75,7 @@ def _download(folder: Path) -> Path:
         instructions=f"run once online (downloads {URL}), or copy that file and run "
         f"`dakd weights import i3d_r50 {FILE_NAME}`",
         download=_download,
+        download_host=urlparse(URL).netloc,
         known_locations=lambda: [paths.torch_hub_checkpoints() / FILE_NAME],
     ),
     summary="pytorchvideo I3D-ResNet50, Kinetics-400, average-pooled res5, 2048-d (RTFM family)",

@@ -8,6 +8,7 @@ classifier. Preprocessing is that of ``S3D_Weights.KINETICS400_V1.transforms()``
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torchvision.models.video import S3D_Weights, s3d
@@ -71,6 +72,7 @@ def _download(folder: Path) -> Path:
         f"`dakd weights import s3d {FILE_NAME}`",
         sha256=FILE_NAME.split("-")[1][:8],
         download=_download,
+        download_host=urlparse(KINETICS_WEIGHTS.url).netloc,
         known_locations=lambda: [paths.torch_hub_checkpoints() / FILE_NAME],
     ),
     summary="torchvision S3D, Kinetics-400, average-pooled features, 1024-d",
