@@ -13,6 +13,7 @@ from dakd.annotations import read_annotations
 from dakd.cache import FeatureCache
 from dakd.checkpoint import load_checkpoint
 from dakd.cli import app
+from tests.media import write_indexed_video
 
 TRAIN = ["--set", "optim.steps=6", "--set", "optim.batch_per_class=1", "--set", "model.width=16", "--no-progress"]
 
@@ -211,6 +212,35 @@ def test_vadclip_csv_labels_and_round_trip(tmp_path):
     assert labels["Abuse001_x264"].label == 1 and labels["Normal_Videos_003_x264"].label == 0
     output = invoke("import-features", "vadclip", tmp_path / "ucf_CLIP_rgb.csv", "--cache", cache, "--no-progress")
     assert "imported 0 video(s)" in output and "skipped 2 already imported" in output
+
+    # Evaluated as VadCLIP tests: one crop, ground truth from the UCF-Crime annotation file.
+    (tmp_path / "gt.txt").write_text(
+        "Abuse001_x264.mp4  Abuse  10  30  -1  -1\nNormal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1\n"
+    )
+    invoke("annotations", "ucf-crime", tmp_path / "gt.txt", "--cache", cache)
+    invoke("train-teacher", "--cache", cache, "--out", tmp_path / "run", *TRAIN)
+    order = ["Abuse001_x264", "Normal_Videos_003_x264"]
+    (tmp_path / "test.txt").write_text("\n".join(order) + "\n")
+    checkpoint = tmp_path / "run" / "teacher.pt"
+    metrics = evaluate(tmp_path, checkpoint, cache, tmp_path / "test.txt", "--crop", "0")
+    gts = [community_gt(3, [(10, 30)]), community_gt(2, [])]
+    assert metrics["roc_auc"] == pytest.approx(expected_metrics(checkpoint, cache, order, gts, crop=0)[0], abs=1e-9)
+
+
+def test_frame_counts_from_the_videos(tmp_path):
+    """Imported features only imply 16 x T frames; --videos counts the real ones by decoding."""
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "Abuse001_x264_i3d.npy", features(rng, 3, 10, 2048))
+    (tmp_path / "a.list").write_text(str(tmp_path / "Abuse001_x264_i3d.npy") + "\n")
+    (tmp_path / "videos").mkdir()
+    write_indexed_video(tmp_path / "videos" / "Abuse001_x264.mp4", 40)
+    (tmp_path / "gt.txt").write_text("Abuse001_x264.mp4  Abuse  5  20  -1  -1\n")
+    invoke("import-features", "rtfm", tmp_path / "a.list", "--cache", tmp_path / "c", "--no-progress")
+    invoke("annotations", "ucf-crime", tmp_path / "gt.txt", "--cache", tmp_path / "c", "--out", tmp_path / "a.csv")
+    assert read_annotations(tmp_path / "a.csv")["Abuse001_x264"].n_frames == 48
+    invoke("annotations", "ucf-crime", tmp_path / "gt.txt", "--cache", tmp_path / "c", "--out", tmp_path / "b.csv",
+           "--videos", tmp_path / "videos")  # fmt: skip
+    assert read_annotations(tmp_path / "b.csv")["Abuse001_x264"].n_frames == 40
 
 
 def test_shanghaitech_masks_padded_to_sixteen_frames(tmp_path):
