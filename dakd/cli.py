@@ -478,7 +478,7 @@ def annotations(
     convention: Annotated[
         str,
         typer.Option(
-            help="How frame pairs are read. community: as the community's scripts do (gt[s:e] = 1: 0-based "
+            help="How frame pairs are read. community: as the community's scripts do (gt\\[s:e] = 1: 0-based "
             "start, end excluded); inclusive: 1-based, both ends included (the UCF-Crime authors' Matlab "
             "evaluation). Masks (shanghaitech) need none."
         ),
