@@ -57,14 +57,20 @@ def parse_intervals(text: str, where: str) -> tuple[tuple[int, int], ...]:
     return tuple(intervals)
 
 
-def read_annotations(path: str | Path) -> dict[str, VideoAnnotation]:
-    path = Path(path)
+def read_csv_rows(path: Path, required: set[str], what: str, header: str) -> list[dict[str, str]]:
+    """The rows of a CSV whose header must hold ``required``; one-line errors name the file."""
     try:
         rows = list(csv.DictReader(path.read_text().splitlines()))
     except OSError as error:
-        raise DakdError(f"{path}: cannot read annotations ({error.strerror})") from None
-    if not rows or not {"video", "label"} <= set(rows[0]):
-        raise DakdError(f"{path}: expected a CSV with a header holding at least video,label[,anomalous_frames]")
+        raise DakdError(f"{path}: cannot read {what} ({error.strerror})") from None
+    if not rows or not required <= set(rows[0]):
+        raise DakdError(f"{path}: expected a CSV with the header {header}")
+    return rows
+
+
+def read_annotations(path: str | Path) -> dict[str, VideoAnnotation]:
+    path = Path(path)
+    rows = read_csv_rows(path, {"video", "label"}, "annotations", "video,label[,anomalous_frames,n_frames,fps]")
     annotations = {}
     for line, row in enumerate(rows, start=2):
         where = f"{path}:{line}"

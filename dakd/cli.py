@@ -122,12 +122,17 @@ def extract(
     settings = from_dict(ExtractConfig, options, "extract options")
     summary = run(settings)
     shard_note = f" (shard {summary.shard[0]}/{summary.shard[1]})" if summary.shard[1] > 1 else ""
-    typer.echo(
+    _batch_summary(
         f"extracted {len(summary.extracted)} video(s), {summary.snippets} snippets, in {summary.seconds:.1f} s"
-        f"{shard_note}; skipped {len(summary.skipped)} already done; {len(summary.failed)} failed"
-        + (f" (see {summary.cache / 'failures.jsonl'})" if summary.failed else "")
-        + f"; cache: {summary.cache}"
+        f"{shard_note}; skipped {len(summary.skipped)} already done",
+        summary,
     )
+
+
+def _batch_summary(done: str, summary) -> None:
+    """Print a batch command's one-line summary; exit 1 when any video failed (all others are kept)."""
+    failures = f" (see {summary.cache / 'failures.jsonl'})" if summary.failed else ""
+    typer.echo(f"{done}; {len(summary.failed)} failed{failures}; cache: {summary.cache}")
     if summary.failed:
         raise typer.Exit(1)
 
@@ -447,14 +452,11 @@ def import_features(
         "import-features options",
     )  # fmt: skip
     summary = run(job)
-    typer.echo(
-        f"imported {len(summary.imported)} video(s) as {summary.backbone!r}; skipped {len(summary.skipped)} already "
-        f"imported; {len(summary.failed)} failed"
-        + (f" (see {summary.cache / 'failures.jsonl'})" if summary.failed else "")
-        + f"; cache: {summary.cache}"
+    _batch_summary(
+        f"imported {len(summary.imported)} video(s) as {summary.backbone!r}; "
+        f"skipped {len(summary.skipped)} already imported",
+        summary,
     )
-    if summary.failed:
-        raise typer.Exit(1)
 
 
 @app.command("annotations")

@@ -23,7 +23,6 @@ Matlab evaluation does. Either way dakd stores 1-based inclusive intervals.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from dakd.annotations import VideoAnnotation
+from dakd.annotations import VideoAnnotation, read_csv_rows
 from dakd.errors import DakdError
 
 Convention = Literal["community", "inclusive"]
@@ -120,12 +119,7 @@ def wu_sources(lists: Iterable[str | Path]) -> list[FeatureSource]:
 def vadclip_sources(lists: Iterable[str | Path]) -> list[FeatureSource]:
     sources = []
     for list_file in map(Path, lists):
-        try:
-            rows = list(csv.DictReader(list_file.read_text().splitlines()))
-        except OSError as error:
-            raise DakdError(f"{list_file}: cannot read the feature list ({error.strerror})") from None
-        if not rows or not {"path", "label"} <= set(rows[0]):
-            raise DakdError(f"{list_file}: expected a VadCLIP CSV with the header path,label")
+        rows = read_csv_rows(list_file, {"path", "label"}, "the feature list", "path,label (VadCLIP)")
         entries = [(_relative_to(r["path"], list_file), vadclip_label(r["label"])) for r in rows]
         sources += group_crops(entries, str(list_file))
     return sources

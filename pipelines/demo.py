@@ -241,29 +241,20 @@ def run(config: DemoConfig, report: Callable[[str], None] = tqdm.write) -> DemoR
     train_split, test_split = str(data / "splits" / "train.txt"), str(data / "splits" / "test.txt")
     steps = [f"optim.steps={config.steps}", f"seed={config.seed}"]
     clock = time.perf_counter()
-    teacher = train_teacher.run(
-        TrainJob(
+
+    def job(name: str, overrides: list[str], teacher: str | None = None) -> TrainJob:
+        return TrainJob(
             cache=cache,
             annotations=annotations,
             split=train_split,
-            out=str(out / "runs" / "teacher"),
-            train=load_config(TrainConfig, None, steps),
+            out=str(out / "runs" / name),
+            teacher=teacher,
+            train=load_config(TrainConfig, None, [*steps, *overrides]),
             progress=config.progress,
-        ),
-        report,
-    )
-    student = distill.run(
-        TrainJob(
-            cache=cache,
-            annotations=annotations,
-            split=train_split,
-            out=str(out / "runs" / "student"),
-            teacher=teacher["checkpoint"],
-            progress=config.progress,
-            train=load_config(TrainConfig, None, [*steps, f"backbones=[{config.student}]"]),
-        ),
-        report,
-    )
+        )
+
+    teacher = train_teacher.run(job("teacher", []), report)
+    student = distill.run(job("student", [f"backbones=[{config.student}]"], teacher["checkpoint"]), report)
     result.seconds["train"] = time.perf_counter() - clock
     clock = time.perf_counter()
     for kind, checkpoint in (("teacher", teacher["checkpoint"]), ("student", student["checkpoint"])):
