@@ -22,14 +22,16 @@ demo: install  ## the whole system on a generated dataset: weights, extract, tra
 	-@$(MAKE) --no-print-directory weights || echo "note: I3D weights unavailable; the demo runs it with random weights"
 	$(BIN)/dakd demo --out demo
 
-test: install  ## lint, then the test suite (offline; the I3D golden test runs when `make weights` could fetch them)
+test: install  ## lint and import layers, then the test suite (offline; the I3D golden test runs when `make weights` could fetch them)
 	-@$(MAKE) --no-print-directory weights || echo "note: I3D weights unavailable; their golden test is skipped"
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-lint: install
+lint: install  ## ruff, and the import layers (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

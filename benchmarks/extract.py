@@ -76,7 +76,8 @@ def machine(device: str) -> str:
 
 
 def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool, batch_size: int, device: str) -> dict:
-    from pipelines.extract import ExtractConfig, run
+    from pipelines.extract import run
+    from pipelines.jobs import ExtractConfig
 
     config = ExtractConfig(
         videos=(video,),
@@ -98,11 +99,11 @@ def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool
 def child_model_only(backbone: str, snippets: int, random_weights: bool, batch_size: int, device: str) -> dict:
     import torch
 
-    from extractors.weights import load_backbone, resolve_weights
-    from pipelines.common import autocast, choose_device
+    from dakd.devices import autocast, choose_device
+    from extractors.backbones import create_backbone
 
     target = choose_device(device)
-    model, _ = load_backbone(resolve_weights(backbone, random=random_weights), target)
+    model = create_backbone(backbone, weights="random" if random_weights else None, device=target)
     per_batch = max(1, batch_size)
     frames = torch.randint(0, 256, (per_batch, len(model.frame_offsets(16)), HEIGHT, WIDTH, 3), dtype=torch.uint8)
     clips = model.preprocess(frames, crops=1).flatten(0, 1).contiguous(memory_format=model.memory_format)
@@ -162,12 +163,12 @@ def main() -> None:
         return
 
     from dakd.errors import DakdError
-    from extractors.weights import resolve_weights
+    from extractors.backbones import find_weights
 
     def weights_mode(backbone: str) -> str:
         if backbone in args.real_weights.split(","):
             try:
-                resolve_weights(backbone, allow_download=False)
+                find_weights(backbone, allow_download=False)
                 return "real"
             except DakdError:
                 pass

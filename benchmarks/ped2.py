@@ -38,11 +38,9 @@ def main() -> None:
     from dakd.config import load_config
     from dakd.errors import DakdError
     from dakd.training import TrainConfig
-    from extractors.weights import resolve_weights
+    from extractors.backbones import find_weights
     from pipelines import distill, evaluate, extract, train_teacher
-    from pipelines.evaluate import EvaluateJob
-    from pipelines.extract import ExtractConfig
-    from pipelines.train_teacher import TrainJob
+    from pipelines.jobs import EvaluateJob, ExtractConfig, TrainJob
 
     data, work = Path(args.data), Path(args.work)
     annotations = str(data / "annotations.csv")
@@ -51,7 +49,7 @@ def main() -> None:
     random = []
     for name in backbones:
         try:
-            resolve_weights(name)
+            find_weights(name)
         except DakdError:
             random.append(name)
     cache = args.cache or str(work / f"cache-{args.crops}crop")

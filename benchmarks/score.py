@@ -27,11 +27,10 @@ def prepare(work: Path, teacher: list[str], student: str) -> tuple[Path, Path]:
     from dakd.config import load_config
     from dakd.errors import DakdError
     from dakd.training import TrainConfig
+    from extractors.backbones import find_weights
     from extractors.video_io import write_video
-    from extractors.weights import resolve_weights
     from pipelines import distill, extract, train_teacher
-    from pipelines.extract import ExtractConfig
-    from pipelines.train_teacher import TrainJob
+    from pipelines.jobs import ExtractConfig, TrainJob
 
     sys.path.insert(0, str(Path(__file__).parent))
     from extract import scene_frames
@@ -47,7 +46,7 @@ def prepare(work: Path, teacher: list[str], student: str) -> tuple[Path, Path]:
     random = []
     for name in teacher:
         try:
-            resolve_weights(name, allow_download=False)
+            find_weights(name, allow_download=False)
         except DakdError:
             random.append(name)
     cache = str(work / "cache")
@@ -75,11 +74,10 @@ def prepare(work: Path, teacher: list[str], student: str) -> tuple[Path, Path]:
 
 def child(checkpoint: str, video: str, out: str, device: str) -> dict:
     sys.path.insert(0, str(REPO))
-    from pipelines.score import ScoreJob, run
+    from pipelines.jobs import ScoreJob
+    from pipelines.score import run
 
-    record = run(
-        ScoreJob(videos=(video,), checkpoint=checkpoint, out=out, device=device, progress=False), report=lambda m: None
-    )[0]
+    record = run(ScoreJob(videos=(video,), checkpoint=checkpoint, out=out, device=device), report=lambda m: None)[0]
     return {"seconds": record["seconds"], "realtime_factor": record["realtime_factor"], "frames": record["n_frames"]}
 
 

@@ -49,8 +49,7 @@ def main() -> None:
     from dakd.config import load_config
     from dakd.training import TrainConfig
     from pipelines import distill, evaluate
-    from pipelines.evaluate import EvaluateJob
-    from pipelines.train_teacher import TrainJob
+    from pipelines.jobs import EvaluateJob, TrainJob
 
     out = Path(args.out)
     wanted = set(args.parameters.split(","))

@@ -78,7 +78,7 @@ def child(kind: str, folder: str, steps: int, device: str) -> dict:
     from dakd.config import load_config
     from dakd.training import TrainConfig
     from pipelines import distill, train_teacher
-    from pipelines.train_teacher import TrainJob
+    from pipelines.jobs import TrainJob
 
     root = Path(folder)
     overrides = [f"optim.steps={steps}", f"device={device}"]

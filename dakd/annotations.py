@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dakd.errors import DakdError
+from dakd.files import atomic_write, read_list
 
 LABELS = {"normal": 0, "0": 0, "anomalous": 1, "abnormal": 1, "anomaly": 1, "1": 1}
 
@@ -88,25 +89,24 @@ def read_annotations(path: str | Path) -> dict[str, VideoAnnotation]:
 
 
 def write_annotations(annotations: Iterable[VideoAnnotation], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    def write(handle) -> None:
         writer = csv.writer(handle)
         writer.writerow(["video", "label", "anomalous_frames", "n_frames", "fps"])
         for a in annotations:
             frames = ";".join(f"{s}-{e}" for s, e in a.intervals)
-            label = "anomalous" if a.label else "normal"
-            writer.writerow([a.video, label, frames, a.n_frames or "", a.fps or ""])
+            writer.writerow([a.video, "anomalous" if a.label else "normal", frames, a.n_frames or "", a.fps or ""])
+
+    atomic_write(path, write)
+
+
+def video_name(text: str) -> str:
+    """A video's name: its id or path without folders and without a video file extension."""
+    name = text.strip().rsplit("/", 1)[-1]
+    return re.sub(r"\.(mp4|avi|mkv|mov|webm)$", "", name, flags=re.IGNORECASE)
 
 
 def read_split(path: str | Path) -> list[str]:
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as error:
-        raise DakdError(f"{path}: cannot read split list ({error.strerror})") from None
-    ids = [re.sub(r"(^|\s)#.*$", "", line).strip() for line in lines]
-    ids = [i for i in ids if i]
+    ids = read_list(path, "split list")
     if not ids:
         raise DakdError(f"{path}: the split list is empty")
     return ids
@@ -128,14 +128,14 @@ def match_ids(wanted: Iterable[str], available: Iterable[str], what: str) -> dic
     available = list(available)
     by_name: dict[str, list[str]] = {}
     for video in available:
-        by_name.setdefault(video.rsplit("/", 1)[-1], []).append(video)
+        by_name.setdefault(video_name(video), []).append(video)
     exact = set(available)
     mapping, missing = {}, []
     for video in wanted:
         if video in exact:
             mapping[video] = video
-        elif len(by_name.get(video.rsplit("/", 1)[-1], [])) == 1:
-            mapping[video] = by_name[video.rsplit("/", 1)[-1]][0]
+        elif len(by_name.get(video_name(video), [])) == 1:
+            mapping[video] = by_name[video_name(video)][0]
         else:
             missing.append(video)
     if missing:
@@ -179,8 +179,8 @@ def resolve_labels(
             )
         mapping = match_ids(wanted, cache_ids, str(split))
     else:
-        names = {v.rsplit("/", 1)[-1] for v in cache_ids} | set(cache_ids)
-        wanted = [v for v in table if v in names or v.rsplit("/", 1)[-1] in names]
+        names = {video_name(v) for v in cache_ids} | set(cache_ids)
+        wanted = [v for v in table if v in names or video_name(v) in names]
         if not wanted:
             raise DakdError(f"none of the videos in {source} is in the cache {cache_root}")
         mapping = match_ids(wanted, cache_ids, source)

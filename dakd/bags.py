@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dakd.annotations import resolve_labels
 from dakd.cache import FeatureCache
 from dakd.errors import DakdError
-from dakd.timeline import pool_segments
+from dakd.timeline import DEFAULT_SEGMENTS, pool_segments
 
 
 @dataclass
@@ -26,7 +27,9 @@ class Batch:
 
 
 class BagSet:
-    def __init__(self, cache: FeatureCache, backbones: tuple[str, ...], labels: dict[str, int], segments: int = 32):
+    def __init__(
+        self, cache: FeatureCache, backbones: tuple[str, ...], labels: dict[str, int], segments: int = DEFAULT_SEGMENTS
+    ):
         """``labels`` maps cache video ids to 0/1; every backbone must hold every video."""
         self.videos = sorted(labels)
         self.labels = np.array([labels[v] for v in self.videos], dtype=np.int64)
@@ -86,3 +89,18 @@ class BagSet:
             indices = np.array(chosen)
             crops = generator.integers(0, self.crops, size=len(indices))
             yield self.gather(indices, crops)
+
+
+def load_bags(
+    cache: FeatureCache,
+    backbones: tuple[str, ...],
+    annotations: str | None,
+    split: str | None,
+    segments: int = DEFAULT_SEGMENTS,
+) -> BagSet:
+    """The training bags of ``backbones`` for the labelled videos of ``split`` (default: every labelled one)."""
+    cache.config()  # a clear error when the folder is not a feature cache
+    for name in backbones:
+        cache.backbone_config(name)  # a clear error when a backbone was not extracted
+    labels = resolve_labels(cache.root, cache.video_ids(backbones[0]), annotations, split)
+    return BagSet(cache, backbones, {video: a.label for video, a in labels.items()}, segments)

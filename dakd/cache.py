@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 
 from dakd import __version__
 from dakd.errors import DakdError
+from dakd.files import atomic_write, write_json
 
 CACHE_FORMAT = 1
 CACHE_CONFIG = "cache.json"
@@ -33,26 +33,6 @@ BACKBONE_CONFIG = "backbone.json"
 FAILURES = "failures.jsonl"
 # Keys that may differ between runs writing the same cache without changing the features.
 VOLATILE_KEYS = {"dakd_version", "created", "origin", "path", "verified"}
-
-
-def _atomic_write(path: Path, write: Any, mode: str = "w") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        mode, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as handle:
-        try:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.chmod(handle.name, 0o644)  # temporary files are created 0600
-        except BaseException:
-            os.unlink(handle.name)
-            raise
-    os.replace(handle.name, path)
-
-
-def write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, lambda handle: json.dump(data, handle, indent=2, sort_keys=True))
 
 
 def _stable(config: Any) -> Any:
@@ -132,6 +112,10 @@ class FeatureCache:
     def backbones(self) -> list[str]:
         return sorted(p.parent.name for p in self.root.glob(f"*/{BACKBONE_CONFIG}"))
 
+    def has_random_weights(self, backbone: str) -> bool:
+        """Whether ``backbone``'s features came from untrained weights (``--random-weights``)."""
+        return bool(self.backbone_config(backbone)["weights"]["random"])
+
     # -- per-video features ---------------------------------------------------------------------------
 
     def _paths(self, backbone: str, video_id: str) -> tuple[Path, Path]:
@@ -154,7 +138,7 @@ class FeatureCache:
     def write(self, backbone: str, video_id: str, features: np.ndarray, manifest: dict) -> None:
         """Store ``features [crops, T, D]`` and then its manifest, each atomically."""
         array_path, manifest_path = self._paths(backbone, video_id)
-        _atomic_write(array_path, lambda handle: np.save(handle, features), mode="wb")
+        atomic_write(array_path, lambda handle: np.save(handle, features), mode="wb")
         manifest = {
             **manifest,
             "video_id": video_id,

@@ -15,8 +15,9 @@ import torch
 
 from dakd import __version__
 from dakd.cache import FeatureCache
-from dakd.config import from_dict, to_dict
-from dakd.errors import DakdError
+from dakd.config import from_dict, save_config, to_dict
+from dakd.errors import DakdError, first_line
+from dakd.files import atomic_write, write_json
 from dakd.models import AnomalyModel, ModelConfig, build_model
 
 FORMAT = "dakd-checkpoint/1"
@@ -58,10 +59,26 @@ def save_checkpoint(
         "extra": extra or {},
         "state_dict": model.state_dict(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda handle: torch.save(payload, handle), mode="wb")
+
+
+def save_run(
+    out: str | Path,
+    model: AnomalyModel,
+    kind: str,
+    cache: FeatureCache,
+    config: Any,
+    summary: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a training run to ``out``: ``<kind>.pt``, ``config.yaml`` and ``history.json``; returns the checkpoint."""
+    out = Path(out)
+    checkpoint = out / f"{kind}.pt"
+    recorded = {**{k: v for k, v in summary.items() if k != "history"}, **(extra or {})}
+    save_checkpoint(checkpoint, model, kind, cache, config, recorded)
+    save_config(config, out / "config.yaml")
+    write_json(out / "history.json", summary["history"])
+    return checkpoint
 
 
 def load_checkpoint(path: str | Path) -> tuple[AnomalyModel, dict[str, Any]]:
@@ -72,7 +89,7 @@ def load_checkpoint(path: str | Path) -> tuple[AnomalyModel, dict[str, Any]]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any unpickling failure means "not a dakd checkpoint"
-        raise DakdError(f"{path}: not a dakd checkpoint ({str(error).splitlines()[0][:200]})") from None
+        raise DakdError(f"{path}: not a dakd checkpoint ({first_line(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DakdError(
             f"{path}: not a dakd checkpoint (format {payload.get('format') if isinstance(payload, dict) else '?'})"

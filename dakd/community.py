@@ -31,8 +31,10 @@ from typing import Literal
 
 import numpy as np
 
-from dakd.annotations import VideoAnnotation, read_csv_rows
-from dakd.errors import DakdError
+from dakd.annotations import VideoAnnotation, read_csv_rows, video_name
+from dakd.errors import DakdError, first_line
+from dakd.files import read_list
+from dakd.timeline import true_intervals
 
 Convention = Literal["community", "inclusive"]
 SNIPPET_FRAMES = 16
@@ -62,14 +64,6 @@ class FeatureSource:
     label: int | None = None  # only where the format states it (VadCLIP's label column)
 
 
-def read_list(path: str | Path) -> list[str]:
-    path = Path(path)
-    try:
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except OSError as error:
-        raise DakdError(f"{path}: cannot read the feature list ({error.strerror})") from None
-
-
 def _relative_to(entry: str, list_file: Path) -> Path:
     path = Path(entry)
     return path if path.is_absolute() else list_file.parent / path
@@ -84,7 +78,7 @@ def rtfm_video_id(path: Path) -> str:
 def rtfm_sources(lists: Iterable[str | Path]) -> list[FeatureSource]:
     sources = {}
     for list_file in map(Path, lists):
-        for entry in read_list(list_file):
+        for entry in read_list(list_file, "the feature list"):
             path = _relative_to(entry, list_file)
             sources.setdefault(rtfm_video_id(path), FeatureSource(rtfm_video_id(path), (path,)))
     return list(sources.values())
@@ -112,7 +106,9 @@ def group_crops(paths: Iterable[tuple[Path, int | None]], where: str) -> list[Fe
 def wu_sources(lists: Iterable[str | Path]) -> list[FeatureSource]:
     sources = []
     for list_file in map(Path, lists):
-        sources += group_crops(((_relative_to(e, list_file), None) for e in read_list(list_file)), str(list_file))
+        sources += group_crops(
+            ((_relative_to(e, list_file), None) for e in read_list(list_file, "the feature list")), str(list_file)
+        )
     return sources
 
 
@@ -143,7 +139,7 @@ def load_features(family: str, source: FeatureSource) -> np.ndarray:
         except FileNotFoundError:
             raise DakdError(f"{path}: no such feature file") from None
         except (OSError, ValueError) as error:
-            raise DakdError(f"{path}: not a readable .npy array ({str(error).splitlines()[0][:120]})") from None
+            raise DakdError(f"{path}: not a readable .npy array ({first_line(error, 120)})") from None
     if family == "rtfm":
         (array,) = arrays
         if array.ndim != 3 or array.shape[2] != expected:
@@ -189,23 +185,17 @@ def _pairs(numbers: list[str], where: str) -> list[tuple[int, int]]:
     return list(zip(values[::2], values[1::2]))
 
 
-def video_name(text: str) -> str:
-    """A video's id as the ground-truth files write it: no folder, no .mp4/.avi extension."""
-    name = text.strip().rsplit("/", 1)[-1]
-    return re.sub(r"\.(mp4|avi|mkv|mov|webm)$", "", name, flags=re.IGNORECASE)
-
-
 def _table(video_frames: dict[str, int], known: dict[str, VideoAnnotation], label_of_name) -> list[VideoAnnotation]:
     """Every video of the cache (annotated or labelled by name) plus annotated videos not in the cache."""
     rows = []
     for video, n_frames in video_frames.items():
-        name = video.rsplit("/", 1)[-1]
+        name = video_name(video)
         if name in known:
             a = known[name]
             rows.append(VideoAnnotation(video, a.label, a.intervals, n_frames))
         else:
             rows.append(VideoAnnotation(video, label_of_name(name), (), n_frames))
-    names = {video.rsplit("/", 1)[-1] for video in video_frames}
+    names = {video_name(video) for video in video_frames}
     rows += [a for name, a in known.items() if name not in names]
     return rows
 
@@ -220,7 +210,7 @@ def ucf_crime_annotations(
     """
     path = Path(path)
     known = {}
-    for number, line in enumerate(_lines(path), start=1):
+    for number, line in enumerate(read_list(path, "ground truth"), start=1):
         fields = line.split()
         if len(fields) < 2:
             raise DakdError(f"{path}:{number}: expected 'video class start end ...'")
@@ -239,7 +229,7 @@ def xd_violence_annotations(
     """``annotations.txt``: a video name followed by start/end frame pairs; ``label_A`` in a name: normal."""
     path = Path(path)
     known = {}
-    for number, line in enumerate(_lines(path), start=1):
+    for number, line in enumerate(read_list(path, "ground truth"), start=1):
         fields = line.split()
         name = video_name(fields[0])
         intervals = to_intervals(_pairs(fields[1:], f"{path}:{number}"), convention)
@@ -268,25 +258,17 @@ def shanghaitech_annotations(
         try:
             mask = np.load(path, allow_pickle=False).reshape(-1)
         except (OSError, ValueError) as error:
-            raise DakdError(f"{path}: not a readable frame mask ({str(error).splitlines()[0][:120]})") from None
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], (mask > 0).astype(np.int8), [0]])))
-        intervals = tuple((int(s) + 1, int(e)) for s, e in zip(edges[::2], edges[1::2]))
+            raise DakdError(f"{path}: not a readable frame mask ({first_line(error, 120)})") from None
+        intervals = tuple((start + 1, end + 1) for start, end in true_intervals(mask > 0))
         known[path.stem] = VideoAnnotation(path.stem, int(bool(intervals)), intervals, len(mask))
     rows = _table(video_frames, known, lambda name: 0)
     # A mask knows the true frame count better than a cache built from 16 x snippets.
     return [
-        VideoAnnotation(a.video, a.label, a.intervals, known[a.video.rsplit("/", 1)[-1]].n_frames)
-        if a.video.rsplit("/", 1)[-1] in known
+        VideoAnnotation(a.video, a.label, a.intervals, known[video_name(a.video)].n_frames)
+        if video_name(a.video) in known
         else a
         for a in rows
     ]
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return [line for line in path.read_text().splitlines() if line.strip()]
-    except OSError as error:
-        raise DakdError(f"{path}: cannot read ground truth ({error.strerror})") from None
 
 
 GROUND_TRUTH = {

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from dakd.errors import DakdError
+from dakd.errors import DakdError, first_line
+from dakd.files import write_text
 
 T = TypeVar("T")
 
@@ -111,7 +112,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
         try:
             loaded = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
-            raise DakdError(f"{path}: cannot read config ({str(error).splitlines()[0]})") from None
+            raise DakdError(f"{path}: cannot read config ({first_line(error)})") from None
         if not isinstance(loaded, dict):
             raise DakdError(f"{path}: a config file must be a mapping of keys to values")
         data = loaded
@@ -127,5 +128,16 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
 
 
 def save_config(config: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def default(cls: type, name: str) -> Any:
+    """The default value of field ``name`` of dataclass ``cls``: the one source of every option's default."""
+    field = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if field is None:
+        raise KeyError(f"{cls.__name__} has no field {name!r}")
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    if field.default is dataclasses.MISSING:
+        raise KeyError(f"{cls.__name__}.{name} has no default")
+    return field.default

@@ -13,3 +13,9 @@ class VideoError(DakdError):
         self.path = path
         self.kind = kind
         self.reason = message
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an error's message (its type name when it has none), at most ``limit`` long."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:limit]

@@ -51,10 +51,3 @@ def curves(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict
     fpr, tpr, _ = roc_curve(y, s)
     precision, recall, _ = precision_recall_curve(y, s)
     return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
-
-
-def intervals_above(frame_scores: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """Maximal runs of frames scored >= threshold, as 0-based inclusive (start, end) frame pairs."""
-    above = np.concatenate([[False], frame_scores >= threshold, [False]])
-    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
-    return [(int(start), int(end) - 1) for start, end in zip(edges[::2], edges[1::2])]

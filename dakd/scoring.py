@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from dakd.models import AnomalyModel
-from dakd.timeline import pool_segments, segment_scores_to_snippets, snippet_scores_to_frames
+from dakd.timeline import DEFAULT_SEGMENTS, pool_segments, segment_scores_to_snippets, snippet_scores_to_frames
 
 Mapping = Literal["snippets", "segments"]
 
@@ -18,7 +18,7 @@ def snippet_scores(
     model: AnomalyModel,
     features: dict[str, np.ndarray],
     mapping: Mapping = "snippets",
-    segments: int = 32,
+    segments: int = DEFAULT_SEGMENTS,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """Scores ``[T]`` of one video from its features ``{backbone: [crops, T, D]}``, averaged over crops.
@@ -48,7 +48,7 @@ def frame_scores(
     n_frames: int,
     snippet_frames: int,
     mapping: Mapping = "snippets",
-    segments: int = 32,
+    segments: int = DEFAULT_SEGMENTS,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """Per-frame scores ``[n_frames]``: every frame takes its snippet's score (padding dropped)."""

@@ -88,6 +88,13 @@ def snippet_scores_to_frames(
     return np.repeat(scores, snippet_frames)[:n_frames]
 
 
+def true_intervals(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal runs of True in a boolean mask ``[n]``, as 0-based inclusive ``(start, end)`` index pairs."""
+    padded = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(start), int(end) - 1) for start, end in zip(edges[::2], edges[1::2])]
+
+
 def frame_times(n_frames: int, fps: float) -> np.ndarray:
     """Presentation time in seconds of each frame, ``[n_frames]``."""
     return np.arange(n_frames) / fps

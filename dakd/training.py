@@ -1,10 +1,16 @@
-"""Training configuration and the one ``fit`` loop. Teacher training and distillation differ only in the
-step function they pass to ``fit``."""
+"""Training: its configuration, the objectives, and the one ``fit`` loop.
+
+The whole objective reads here. The Teacher minimises ``L_MIL`` (:func:`teacher_step`); the Student
+minimises ``L = L_MIL + alpha (L_pred + L_feat)`` (:func:`distillation_step`): prediction level, BCE
+against the Teacher's MIL-derived soft labels; feature level, InfoNCE between Student and Teacher
+per-segment features with classes split by the Teacher score threshold delta. Teacher training and
+distillation differ only in the step function they pass to :func:`fit`.
+"""
 
 from __future__ import annotations
 
 import copy
-import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -12,11 +18,21 @@ from typing import Literal
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
+from torch import nn
 
 from dakd.bags import BagSet, Batch
-from dakd.models import ModelConfig
+from dakd.losses import (
+    infonce_loss,
+    mil_ranking_loss,
+    prediction_distillation_loss,
+    segment_classes,
+    soft_labels,
+    topk_bce_loss,
+)
+from dakd.models import AnomalyModel, ModelConfig, ModelOutput
+from dakd.timeline import DEFAULT_SEGMENTS
 
-log = logging.getLogger(__name__)
+Step = Callable[[Batch], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -51,7 +67,7 @@ class TrainConfig:
     """Settings of ``dakd train-teacher`` and ``dakd distill`` (``distill`` is used by the latter only)."""
 
     backbones: tuple[str, ...] = ()  # teacher: empty = every backbone in the cache; student: exactly one
-    segments: int = 32
+    segments: int = DEFAULT_SEGMENTS
     seed: int = 0
     device: str = "auto"
     validation_fraction: float = 0.0  # > 0: hold out this share of training videos for model selection
@@ -60,6 +76,66 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+# -- objectives ---------------------------------------------------------------------------------------------
+
+
+def mil_objective(scores: torch.Tensor, labels: torch.Tensor, config: LossConfig) -> dict[str, torch.Tensor]:
+    """L_MIL on segment scores ``[B, S]`` and video labels ``[B]``: Sultani's ranking loss or top-k BCE."""
+    if config.mil == "topk":
+        return topk_bce_loss(scores, labels, config.topk)
+    return mil_ranking_loss(scores, labels, config.sparsity, config.smoothness)
+
+
+def teacher_step(model: AnomalyModel, config: TrainConfig) -> Step:
+    def step(batch: Batch) -> dict[str, torch.Tensor]:
+        return mil_objective(model(batch.features).scores, batch.labels, config.loss)
+
+    return step
+
+
+class Distillation(nn.Module):
+    """What distillation trains: the Student, and a projection of its features onto the Teacher's width
+    (feature-level distillation compares them). It scores as the Student does, so held-out selection
+    sees the Student; the frozen Teacher is not part of it."""
+
+    def __init__(self, student: AnomalyModel, teacher_width: int):
+        super().__init__()
+        self.student = student
+        width = student.feature_dim
+        self.projector = nn.Linear(width, teacher_width) if width != teacher_width else nn.Identity()
+
+    def forward(self, features: dict[str, torch.Tensor], return_attention: bool = False) -> ModelOutput:
+        return self.student(features, return_attention)
+
+
+def distillation_step(trained: Distillation, teacher: AnomalyModel, config: TrainConfig) -> Step:
+    """L = L_MIL(student) + alpha (L_pred + L_feat); the Teacher runs without gradients."""
+    distill = config.distill
+
+    def step(batch: Batch) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            teacher_out = teacher({name: batch.features[name] for name in teacher.names})
+        student_out = trained({name: batch.features[name] for name in trained.student.names})
+        losses = {f"mil_{k}": v for k, v in mil_objective(student_out.scores, batch.labels, config.loss).items()}
+        total = losses["mil_loss"]
+        if distill.prediction:
+            soft = soft_labels(teacher_out.scores, batch.labels, normalise=distill.soft_labels == "minmax")
+            losses["prediction"] = prediction_distillation_loss(student_out.scores, soft)
+            total = total + distill.alpha * losses["prediction"]
+        if distill.feature:
+            classes = segment_classes(teacher_out.scores, batch.labels, distill.delta).flatten()
+            projected = trained.projector(student_out.features).flatten(0, 1)
+            losses["feature"] = infonce_loss(projected, teacher_out.features.flatten(0, 1), classes, distill.tau)
+            total = total + distill.alpha * losses["feature"]
+        losses["loss"] = total
+        return losses
+
+    return step
+
+
+# -- the loop -----------------------------------------------------------------------------------------------
 
 
 def make_optimizer(parameters, config: OptimConfig) -> torch.optim.Optimizer:
@@ -81,7 +157,7 @@ def split_validation(bags: BagSet, fraction: float, seed: int) -> tuple[BagSet, 
 
 
 @torch.no_grad()
-def video_level_auc(model: torch.nn.Module, bags: BagSet, device: torch.device) -> float:
+def video_level_auc(model: nn.Module, bags: BagSet, device: torch.device) -> float:
     """ROC AUC of each held-out video's highest segment score (crops averaged) against its label."""
     model.eval()
     scores = []
@@ -100,21 +176,21 @@ class FitResult:
 
 
 def fit(
-    model: torch.nn.Module,
-    parameters,
-    step: Callable[[Batch], dict[str, torch.Tensor]],
+    model: nn.Module,
+    step: Step,
     bags: BagSet,
     config: TrainConfig,
     device: torch.device,
     validation: BagSet | None = None,
     on_step: Callable[[int, dict[str, float]], None] = lambda i, losses: None,
 ) -> FitResult:
-    """Run ``config.optim.steps`` optimisation steps of ``step`` on balanced batches of ``bags``.
+    """Run ``config.optim.steps`` optimisation steps of ``step`` on balanced batches of ``bags``, training
+    every parameter of ``model`` (whose ``forward`` gives the scores held-out selection looks at).
 
     Model selection never looks at test labels: the last step, or (with ``validation``) the step with
     the best video-level AUC on held-out training videos.
     """
-    optimizer = make_optimizer(parameters, config.optim)
+    optimizer = make_optimizer(model.parameters(), config.optim)
     batches = bags.batches(config.optim.batch_per_class, np.random.default_rng(config.seed))
     history: list[dict[str, float]] = []
     best = (-1.0, config.optim.steps, None)
@@ -138,3 +214,31 @@ def fit(
         return FitResult(history, config.optim.steps, "last step")
     model.load_state_dict(best[2])
     return FitResult(history, best[1], "held-out video AUC", best[0])
+
+
+def train(
+    model: nn.Module,
+    step: Step,
+    bags: BagSet,
+    config: TrainConfig,
+    device: torch.device,
+    on_step: Callable[[int, dict[str, float]], None] = lambda i, losses: None,
+) -> dict:
+    """Fit ``model`` on ``device`` (holding out ``validation_fraction`` of the videos when asked), leave it on
+    the CPU in eval mode and return the run's summary (timing, selection, loss history)."""
+    model.to(device)
+    train_bags, validation = split_validation(bags, config.validation_fraction, config.seed)
+    started = time.perf_counter()
+    result = fit(model, step, train_bags, config, device, validation, on_step)
+    model.cpu()
+    return {
+        "seconds": time.perf_counter() - started,
+        "steps": config.optim.steps,
+        "selected_step": result.selected_step,
+        "selection": result.selection,
+        "validation_auc": result.validation_auc,
+        "final_loss": result.history[-1]["loss"],
+        "train_videos": len(train_bags),
+        "train_anomalous": int(train_bags.labels.sum()),
+        "history": result.history,
+    }

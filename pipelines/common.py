@@ -1,36 +1,26 @@
-"""Helpers shared by the training, evaluation and scoring pipelines."""
+"""Helpers of several commands' output (not a command itself): progress of training runs, warnings."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 
-import torch
+from tqdm import tqdm
 
-from dakd import paths
 from dakd.cache import FeatureCache
-from dakd.errors import DakdError
 
 
-def choose_device(name: str) -> torch.device:
-    """``auto``: this rank's GPU when there is one, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", paths.distributed_env().local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DakdError(f"--device {name}: CUDA is not available on this machine")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise DakdError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+@contextlib.contextmanager
+def step_progress(total: int, description: str, enabled: bool) -> Iterator[Callable[[int, dict[str, float]], None]]:
+    """A progress bar over training steps; yields the ``on_step`` callback of :func:`dakd.training.fit`."""
+    with tqdm(total=total, desc=description, unit="step", disable=not enabled) as bar:
 
+        def on_step(index: int, losses: dict[str, float]) -> None:
+            bar.update(1)
+            if index % 10 == 0:
+                bar.set_postfix(loss=f"{losses['loss']:.4f}", refresh=False)
 
-def autocast(device: torch.device):
-    """bf16 (or fp16) autocast on GPU; full precision on CPU."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+        yield on_step
 
 
 def random_weight_warnings(cache: FeatureCache, backbones: tuple[str, ...]) -> list[str]:
@@ -38,5 +28,5 @@ def random_weight_warnings(cache: FeatureCache, backbones: tuple[str, ...]) -> l
     return [
         f"warning: {name} features in {cache.root} come from RANDOM weights (extracted with --random-weights)"
         for name in backbones
-        if cache.backbone_config(name)["weights"]["random"]
+        if cache.has_random_weights(name)
     ]

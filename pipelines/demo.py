@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -25,28 +26,14 @@ from dakd.annotations import VideoAnnotation, write_annotations
 from dakd.config import load_config
 from dakd.errors import DakdError
 from dakd.training import TrainConfig
+from extractors.backbones import find_weights
 from extractors.video_io import write_video
+from pipelines.jobs import DemoConfig, EvaluateJob, ExtractConfig, ScoreJob, TrainJob
 
 # Square frames: the backbones' centre crops then see (almost) the whole scene.
 WIDTH, HEIGHT = 240, 240
 PATH_TOP, PATH_BOTTOM = 100, 140  # the walkway's rows
 EVENTS = ("fast", "lawn", "left_object")
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    out: str = "demo"
-    seed: int = 0
-    train_normal: int = 5
-    train_anomalous: int = 5
-    test_normal: int = 3
-    test_anomalous: int = 3
-    frames: int = 96  # per video
-    fps: float = 10.0
-    backbones: tuple[str, ...] = ("i3d", "s3d", "clip")
-    student: str = "i3d"
-    steps: int = 200
-    progress: bool = True
 
 
 def background(rng: np.random.Generator) -> np.ndarray:
@@ -198,15 +185,22 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run(config: DemoConfig, report: Callable[[str], None] = tqdm.write) -> DemoResult:
-    """Generate the dataset, then extract -> train-teacher -> distill -> evaluate -> score."""
-    from extractors.weights import resolve_weights
-    from pipelines import distill, evaluate, extract, score, train_teacher
-    from pipelines.evaluate import EvaluateJob
-    from pipelines.extract import ExtractConfig
-    from pipelines.score import ScoreJob
-    from pipelines.train_teacher import TrainJob
+Report = Callable[[str], None]
 
+
+@dataclass(frozen=True)
+class Commands:
+    """The commands the demo chains, handed over by the command line: a command module never imports another."""
+
+    extract: Callable[[ExtractConfig, Report], Any]
+    train_teacher: Callable[[TrainJob, Report], dict]
+    distill: Callable[[TrainJob, Report], dict]
+    evaluate: Callable[[EvaluateJob, Report], dict]
+    score: Callable[[ScoreJob, Report], list[dict]]
+
+
+def run(config: DemoConfig, commands: Commands, report: Report = tqdm.write) -> DemoResult:
+    """Generate the dataset, then extract -> train-teacher -> distill -> evaluate -> score."""
     out = Path(config.out)
     clock = time.perf_counter()
     data = generate_dataset(config, report)
@@ -214,7 +208,7 @@ def run(config: DemoConfig, report: Callable[[str], None] = tqdm.write) -> DemoR
     result.seconds["dataset"] = time.perf_counter() - clock
     for name in config.backbones:
         try:
-            resolve_weights(name)
+            find_weights(name)
         except DakdError:
             result.random_backbones.append(name)
     if result.random_backbones:
@@ -224,7 +218,7 @@ def run(config: DemoConfig, report: Callable[[str], None] = tqdm.write) -> DemoR
         )
     cache = str(out / "cache")
     clock = time.perf_counter()
-    summary = extract.run(
+    summary = commands.extract(
         ExtractConfig(
             videos=(str(data / "videos"),),
             backbones=config.backbones,
@@ -242,34 +236,33 @@ def run(config: DemoConfig, report: Callable[[str], None] = tqdm.write) -> DemoR
     steps = [f"optim.steps={config.steps}", f"seed={config.seed}"]
     clock = time.perf_counter()
 
-    def job(name: str, overrides: list[str], teacher: str | None = None) -> TrainJob:
+    def job(name: str, overrides: list[str], **teacher: str) -> TrainJob:
         return TrainJob(
             cache=cache,
             annotations=annotations,
             split=train_split,
             out=str(out / "runs" / name),
-            teacher=teacher,
             train=load_config(TrainConfig, None, [*steps, *overrides]),
             progress=config.progress,
+            **teacher,
         )
 
-    teacher = train_teacher.run(job("teacher", []), report)
-    student = distill.run(job("student", [f"backbones=[{config.student}]"], teacher["checkpoint"]), report)
+    teacher = commands.train_teacher(job("teacher", []), report)
+    student = commands.distill(job("student", [f"backbones=[{config.student}]"], teacher=teacher["checkpoint"]), report)
     result.seconds["train"] = time.perf_counter() - clock
     clock = time.perf_counter()
     for kind, checkpoint in (("teacher", teacher["checkpoint"]), ("student", student["checkpoint"])):
-        result.metrics[kind] = evaluate.run(
+        result.metrics[kind] = commands.evaluate(
             EvaluateJob(checkpoint=checkpoint, cache=cache, annotations=annotations, split=test_split, progress=False),
             report,
         )
     test_video = next(v for v in (data / "splits" / "test.txt").read_text().split() if "normal" not in v)
-    scored = score.run(
+    scored = commands.score(
         ScoreJob(
             videos=(str(data / "videos" / f"{test_video}.mp4"),),
             checkpoint=student["checkpoint"],
             out=str(out / "scores"),
             annotations=annotations,
-            progress=False,
         ),
         report,
     )

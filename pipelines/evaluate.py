@@ -11,37 +11,22 @@ mean over crops, or one crop's (``crop``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
 
-from dakd import paths
 from dakd.annotations import resolve_labels
-from dakd.cache import FeatureCache, write_json
+from dakd.cache import FeatureCache
 from dakd.checkpoint import check_against_cache, load_checkpoint
+from dakd.devices import choose_device
 from dakd.errors import DakdError
+from dakd.files import write_json
 from dakd.metrics import curves, frame_metrics
 from dakd.plots import plot_curves
 from dakd.scoring import frame_scores
-from pipelines.common import choose_device
-
-
-@dataclass(frozen=True)
-class EvaluateJob:
-    checkpoint: str = str(paths.DEFAULT_RUNS / "student" / "student.pt")
-    cache: str = str(paths.DEFAULT_CACHE)
-    annotations: str | None = None
-    split: str | None = None
-    out: str | None = None  # default: <checkpoint folder>/eval
-    mapping: Literal["snippets", "segments"] = "snippets"
-    protocol: Literal["dakd", "community"] = "dakd"
-    crop: int | None = None  # None: mean over all crops
-    threshold: float = 0.5
-    device: str = "auto"
-    progress: bool = True
+from dakd.timeline import DEFAULT_SEGMENTS
+from pipelines.jobs import EvaluateJob
 
 
 def run(job: EvaluateJob, report: Callable[[str], None] = tqdm.write) -> dict:
@@ -52,7 +37,7 @@ def run(job: EvaluateJob, report: Callable[[str], None] = tqdm.write) -> dict:
     device = choose_device(job.device)
     model.to(device)
     videos = resolve_labels(cache.root, cache.video_ids(model.names[0]), job.annotations, job.split)
-    segments = meta["train_config"].get("segments", 32)
+    segments = meta["train_config"].get("segments", DEFAULT_SEGMENTS)
     crops = cache.config()["crops"]
     if job.crop is not None and not 0 <= job.crop < crops:
         raise DakdError(f"--crop {job.crop}: the cache has crops 0..{crops - 1}")

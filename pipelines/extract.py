@@ -8,14 +8,10 @@ a rerun. ``--shard i/n`` (or torchrun's RANK/WORLD_SIZE) gives each process a de
 
 from __future__ import annotations
 
-import inspect
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -24,32 +20,15 @@ from tqdm import tqdm
 from dakd import paths
 from dakd.annotations import CACHE_ANNOTATIONS, read_annotations, write_annotations
 from dakd.cache import FeatureCache
-from dakd.errors import DakdError, VideoError
-from dakd.timeline import DEFAULT_SNIPPET_FRAMES, count_snippets, stream_snippets
+from dakd.devices import choose_device
+from dakd.errors import DakdError, VideoError, first_line
+from dakd.timeline import count_snippets
+from extractors.backbones import backbone_entry, create_backbone
 from extractors.crops import CROP_COUNTS
-from extractors.registry import Backbone, backbone_entry
+from extractors.engine import extract_video
+from extractors.registry import Backbone
 from extractors.video_io import VideoReader, discover_videos
-from extractors.weights import load_backbone, resolve_weights
-from pipelines.common import autocast, choose_device
-
-DECODE_FRAMES = 64  # frames decoded per step: bounds raw-frame memory whatever the video length
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    videos: tuple[str, ...] = ()
-    backbones: tuple[str, ...] = ("i3d", "s3d", "clip")
-    cache: str = str(paths.DEFAULT_CACHE)
-    crops: int = 1
-    snippet_frames: int = DEFAULT_SNIPPET_FRAMES
-    clip_frames: int = 1  # CLIP: frames per snippet (1 = centre frame; k = mean of k evenly spaced)
-    device: str = "auto"
-    batch_size: int = 16  # clips (snippets x crops) per forward pass
-    dtype: Literal["float16", "float32"] = "float16"
-    weights: dict[str, str] = field(default_factory=dict)  # backbone -> explicit weights file
-    random_weights: tuple[str, ...] = ()
-    shard: str = ""  # "i/n"; empty: torchrun's RANK/WORLD_SIZE, or everything
-    progress: bool = True
+from pipelines.jobs import ExtractConfig
 
 
 @dataclass
@@ -96,125 +75,31 @@ def validate(config: ExtractConfig) -> None:
 
 
 def backbone_options(name: str, config: ExtractConfig) -> dict:
-    parameters = inspect.signature(backbone_entry(name).builder).parameters
-    return {"frames": config.clip_frames} if "frames" in parameters else {}
+    """The builder options this run sets for ``name`` (CLIP's frames per snippet)."""
+    return {"frames": config.clip_frames} if "frames" in backbone_entry(name).options else {}
 
 
 def load_models(
     config: ExtractConfig, cache: FeatureCache, device: torch.device
 ) -> tuple[dict[str, Backbone], dict[str, dict]]:
+    """The backbones with their weights, and the config each claims in the cache (refused if it conflicts)."""
     models, configs = {}, {}
     for name in config.backbones:
-        explicit = Path(config.weights[name]) if name in config.weights else None
-        resolved = resolve_weights(name, explicit, random=name in config.random_weights)
+        weights = "random" if name in config.random_weights else config.weights.get(name)
         options = backbone_options(name, config)
-        model, record = load_backbone(resolved, device, **options)
+        model = create_backbone(name, weights=weights, device=device, **options)
         configs[name] = {
             "feature_dim": model.feature_dim,
             "dtype": config.dtype,
             "crops": config.crops,
             "snippet_frames": config.snippet_frames,
-            "weights": record,
-            "preprocessing": model.input_contract,
+            "weights": model.weights_record,
+            "preprocessing": model.contract.to_dict(),
             "options": options,
         }
         cache.claim_backbone(name, configs[name])
         models[name] = model
     return models, configs
-
-
-def decoded_snippets(reader: VideoReader, config: ExtractConfig) -> Iterator[np.ndarray]:
-    """The video's snippets as uint8 arrays ``[<=group, snippet_frames, H, W, 3]``, a few at a time."""
-    group = max(1, DECODE_FRAMES // config.snippet_frames)
-    return stream_snippets(reader.chunks(DECODE_FRAMES), config.snippet_frames, group)
-
-
-def model_inputs(
-    snippet_groups: Iterable[np.ndarray], models: dict[str, Backbone], config: ExtractConfig, device: torch.device
-) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
-    """Preprocess snippets: yields ``({backbone: [crops, n, ...]}, n)`` batches of n snippets.
-
-    With a GPU the uint8 frames go to it before preprocessing (resizing is most of the CPU's work).
-    """
-    offsets = {name: model.frame_offsets(config.snippet_frames) for name, model in models.items()}
-    per_batch = max(1, config.batch_size // config.crops)
-    pieces: dict[str, list[torch.Tensor]] = {name: [] for name in models}
-    pending = 0
-    for snippets in snippet_groups:
-        frames = torch.from_numpy(snippets).to(device)
-        for name, model in models.items():
-            pieces[name].append(model.preprocess(frames[:, offsets[name]], config.crops))
-        pending += len(snippets)
-        if pending >= per_batch:
-            yield {name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending
-            pieces, pending = {name: [] for name in models}, 0
-    if pending:
-        yield {name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending
-
-
-class Prefetcher(threading.Thread):
-    """Runs an iterator in a background thread, ``depth`` items ahead; re-raises its errors in the caller."""
-
-    _END = object()
-
-    def __init__(self, items: Iterator, depth: int = 2):
-        super().__init__(daemon=True)
-        self.items, self.queue, self.stop = items, queue.Queue(maxsize=depth), threading.Event()
-
-    def run(self) -> None:
-        try:
-            for item in self.items:
-                if not self._put(item):
-                    return
-            self._put(self._END)
-        except BaseException as error:
-            self._put(error)
-
-    def _put(self, item) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator:
-        self.start()
-        try:
-            while (item := self.queue.get()) is not self._END:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.stop.set()
-            self.join()
-
-
-def extract_video(
-    reader: VideoReader,
-    models: dict[str, Backbone],
-    config: ExtractConfig,
-    device: torch.device,
-    on_snippets: Callable[[int], None] = lambda n: None,
-) -> dict[str, np.ndarray]:
-    """Features ``{backbone: [crops, n_snippets, D]}`` (float32) of one opened video.
-
-    A background thread decodes (FFmpeg, about 3 % of a CPU model's time), overlapping the models.
-    Preprocessing stays in this thread: on a CPU it then has every core, as the models do, instead of
-    competing with them (measured: 1.20x the model-only time with preprocessing in the background thread
-    on 2 cores; see docs/design-notes.md); on a GPU it runs on the GPU.
-    """
-    batches = model_inputs(Prefetcher(decoded_snippets(reader, config)), models, config, device)
-    outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
-    with torch.inference_mode(), autocast(device):
-        for inputs, n in batches:
-            for name, model in models.items():
-                clips = inputs[name].flatten(0, 1).to(device, non_blocking=True)
-                features = model(clips.contiguous(memory_format=model.memory_format))
-                outputs[name].append(features.float().view(config.crops, n, -1).cpu().numpy())
-            on_snippets(n)
-    return {name: np.concatenate(parts, axis=1) for name, parts in outputs.items()}
 
 
 def video_manifest(path: Path, reader: VideoReader, config: ExtractConfig, backbone_config: dict) -> dict:
@@ -301,7 +186,9 @@ def run(config: ExtractConfig, report: Callable[[str], None] = tqdm.write) -> Ex
                     disable=not config.progress,
                 )
                 with bar:
-                    features = extract_video(reader, todo, config, device, bar.update)
+                    features = extract_video(
+                        reader, todo, device, config.snippet_frames, config.crops, config.batch_size, bar.update
+                    )
                 for name, array in features.items():
                     manifest = video_manifest(path, reader, config, configs[name])
                     cache.write(name, video_id, array.astype(storage), manifest)
@@ -312,8 +199,7 @@ def run(config: ExtractConfig, report: Callable[[str], None] = tqdm.write) -> Ex
         except VideoError as error:
             fail(path, video_id, error.kind, error.reason)
         except Exception as error:  # one broken video must not stop a long batch
-            message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-            fail(path, video_id, type(error).__name__, f"{type(error).__name__}: {message}")
+            fail(path, video_id, type(error).__name__, f"{type(error).__name__}: {first_line(error, 300)}")
         overall.set_postfix(failed=len(summary.failed), refresh=False)
         overall.update(1)
     overall.close()

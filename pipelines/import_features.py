@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from tqdm import tqdm
 
@@ -21,15 +20,7 @@ from dakd.annotations import CACHE_ANNOTATIONS, VideoAnnotation, write_annotatio
 from dakd.cache import FeatureCache
 from dakd.community import FAMILIES, SNIPPET_FRAMES, SOURCES, FeatureSource, load_features
 from dakd.errors import DakdError
-
-
-@dataclass(frozen=True)
-class ImportJob:
-    family: Literal["rtfm", "wu", "vadclip"]
-    lists: tuple[str, ...]
-    cache: str
-    dtype: Literal["float16", "float32"] = "float16"
-    progress: bool = True
+from pipelines.jobs import ImportJob
 
 
 @dataclass

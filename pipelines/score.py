@@ -6,43 +6,25 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
 
 from dakd import paths
-from dakd.annotations import read_annotations
-from dakd.cache import write_json
+from dakd.annotations import read_annotations, video_name
 from dakd.checkpoint import load_checkpoint
+from dakd.devices import choose_device
 from dakd.errors import DakdError, VideoError
-from dakd.metrics import intervals_above
+from dakd.files import atomic_write, write_json
 from dakd.plots import plot_scores
 from dakd.scoring import frame_scores
-from dakd.timeline import frame_times
+from dakd.timeline import DEFAULT_SEGMENTS, frame_times, true_intervals
+from extractors.backbones import create_backbone
+from extractors.engine import extract_video
 from extractors.registry import Backbone
 from extractors.video_io import VideoReader, discover_videos, write_video
-from extractors.weights import load_backbone, resolve_weights
-from pipelines.common import choose_device
-from pipelines.extract import ExtractConfig, extract_video
-
-
-@dataclass(frozen=True)
-class ScoreJob:
-    videos: tuple[str, ...] = ()
-    checkpoint: str | None = None  # default: the newest student.pt under ./runs
-    out: str = "scores"
-    annotations: str | None = None
-    overlay: bool = False
-    threshold: float = 0.5
-    crops: int = 1
-    mapping: Literal["snippets", "segments"] = "snippets"
-    device: str = "auto"
-    batch_size: int = 16
-    weights: dict[str, str] = field(default_factory=dict)
-    progress: bool = True
+from pipelines.jobs import ScoreJob
 
 
 def default_checkpoint(runs: Path = paths.DEFAULT_RUNS) -> Path:
@@ -67,19 +49,30 @@ def load_checkpoint_backbones(meta: dict, device, explicit: dict[str, str]) -> d
                 f"{record['weights_sha256'].split(':', 1)[1]} family (dakd import-features): dakd cannot compute "
                 "those features from a video; score videos with a model trained on dakd-extracted features"
             )
-        path = Path(explicit[name]) if name in explicit else None
-        resolved = resolve_weights(name, path, random=record["random_weights"])
-        model, weights = load_backbone(resolved, device, **record.get("options", {}))
-        if weights["sha256"] != record["weights_sha256"]:
+        weights = "random" if record["random_weights"] else explicit.get(name)
+        model = create_backbone(name, weights=weights, device=device, **record.get("options", {}))
+        if model.weights_record["sha256"] != record["weights_sha256"]:
             raise DakdError(
                 f"the checkpoint was trained on {name} features from weights sha256 "
                 f"{record['weights_sha256'][:12]}..., "
-                f"but the weights found are {weights['sha256'][:12]}... ({resolved.path or 'random'})"
+                f"but the weights found are {model.weights_record['sha256'][:12]}... "
+                f"({model.weights_record['path'] or 'random'})"
             )
-        if model.input_contract != record["preprocessing"]:
+        if model.contract.to_dict() != record["preprocessing"]:
             raise DakdError(f"{name}: this dakd preprocesses differently from the one that made the checkpoint")
         models[name] = model
     return models
+
+
+def write_scores_csv(path: Path, times: np.ndarray, scores: np.ndarray) -> None:
+    """``frame,time_s,score`` per frame (1-based frame numbers, as the annotations)."""
+
+    def write(handle) -> None:
+        writer = csv.writer(handle)
+        writer.writerow(["frame", "time_s", "score"])
+        writer.writerows((i + 1, f"{t:.4f}", f"{s:.6f}") for i, (t, s) in enumerate(zip(times, scores)))
+
+    atomic_write(path, write)
 
 
 def overlay_frames(reader: VideoReader, scores: np.ndarray, threshold: float) -> Iterator[np.ndarray]:
@@ -112,21 +105,18 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
     device = choose_device(job.device)
     model.to(device)
     backbones = load_checkpoint_backbones(meta, device, job.weights)
-    extract_config = ExtractConfig(
-        snippet_frames=meta["snippet_frames"], crops=job.crops, batch_size=job.batch_size, progress=False
-    )
     annotations = read_annotations(job.annotations) if job.annotations else {}
     videos, missing = discover_videos(job.videos)
     for item, reason in missing:
         report(f"FAILED {item}: {reason}")
     out = Path(job.out)
     results = []
-    segments = meta["train_config"].get("segments", 32)
+    segments = meta["train_config"].get("segments", DEFAULT_SEGMENTS)
     for video_id, path in videos.items():
         started = time.perf_counter()
         try:
             with VideoReader(path) as reader:
-                features = extract_video(reader, backbones, extract_config, device)
+                features = extract_video(reader, backbones, device, meta["snippet_frames"], job.crops, job.batch_size)
                 n_frames, fps = reader.n_decoded, reader.fps
             scores = frame_scores(model, features, n_frames, meta["snippet_frames"], job.mapping, segments, device)
         except VideoError as error:
@@ -135,15 +125,12 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
             continue
         seconds = time.perf_counter() - started
         times = frame_times(n_frames, fps)
-        intervals = intervals_above(scores, job.threshold)
-        annotation = annotations.get(video_id) or annotations.get(video_id.rsplit("/", 1)[-1])
+        intervals = true_intervals(scores >= job.threshold)
+        annotation = annotations.get(video_id) or annotations.get(video_name(video_id))
         truth = annotation.frame_labels(n_frames) if annotation else None
         base = out / video_id
         base.parent.mkdir(parents=True, exist_ok=True)
-        with open(base.with_suffix(".csv"), "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["frame", "time_s", "score"])
-            writer.writerows((i + 1, f"{t:.4f}", f"{s:.6f}") for i, (t, s) in enumerate(zip(times, scores)))
+        write_scores_csv(base.with_suffix(".csv"), times, scores)
         record = {
             "video": video_id,
             "source": str(path.resolve()),

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from extractors.backbones import create_backbone, list_backbones
 from extractors.crops import take_crops
-from extractors.registry import build_random, list_backbones
-from extractors.weights import ResolvedWeights, load_backbone
+from extractors.registry import REGISTRY, InputContract, register_backbone
 
 
 def random_frames(n, f, h=96, w=128, seed=0):
@@ -17,7 +17,7 @@ def random_frames(n, f, h=96, w=128, seed=0):
 
 @pytest.mark.parametrize("name", list_backbones(include_test_variants=True))
 def test_every_backbone_builds_and_runs(name):
-    model = build_random(name)
+    model = create_backbone(name, weights="random")
     offsets = model.frame_offsets(16)
     assert all(0 <= o < 16 for o in offsets)
     frames = random_frames(1, len(offsets), 240, 320)
@@ -27,11 +27,11 @@ def test_every_backbone_builds_and_runs(name):
         features = model(clips.flatten(0, 1))
     assert features.shape == (5, model.feature_dim)
     assert torch.isfinite(features).all()
-    assert {"resize", "crop_size", "mean", "std"} <= set(model.input_contract)
+    assert isinstance(model.contract, InputContract) and model.weights_record["random"]
 
 
 def test_random_weights_are_identical_in_every_build():
-    a, b = build_random("i3d_tiny"), build_random("i3d_tiny")
+    a, b = create_backbone("i3d_tiny", weights="random"), create_backbone("i3d_tiny", weights="random")
     for (key, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), key
 
@@ -49,7 +49,7 @@ def test_crop_order_centre_corners_then_flips():
 def test_s3d_preprocessing_is_the_weights_transforms():
     from torchvision.models.video import S3D_Weights
 
-    model = build_random("s3d")
+    model = create_backbone("s3d", weights="random")
     frames = random_frames(2, 16, 120, 170)
     ours = model.preprocess(frames, crops=1)[0]
     reference = S3D_Weights.KINETICS400_V1.transforms()(frames.permute(0, 1, 4, 2, 3))
@@ -63,7 +63,7 @@ def test_clip_preprocessing_is_open_clips():
     _, _, reference_transform = open_clip.create_model_and_transforms(
         "ViT-B-16", pretrained=None, force_quick_gelu=True
     )
-    model = build_random("clip")
+    model = create_backbone("clip", weights="random")
     frames = random_frames(3, 1, 150, 211)
     ours = model.preprocess(frames, crops=1)[0, :, 0]
     reference = torch.stack([reference_transform(Image.fromarray(f[0].numpy())) for f in frames])
@@ -71,8 +71,8 @@ def test_clip_preprocessing_is_open_clips():
 
 
 def test_clip_frame_sampling():
-    assert build_random("clip_tiny").frame_offsets(16) == [8]
-    assert build_random("clip_tiny", frames=4).frame_offsets(16) == [2, 6, 10, 14]
+    assert create_backbone("clip_tiny", weights="random").frame_offsets(16) == [8]
+    assert create_backbone("clip_tiny", weights="random", frames=4).frame_offsets(16) == [2, 6, 10, 14]
 
 
 def test_clip_weights_from_open_clip_state_dict(tmp_path):
@@ -83,11 +83,12 @@ def test_clip_weights_from_open_clip_state_dict(tmp_path):
     reference = open_clip.create_model("ViT-B-16", pretrained=None, force_quick_gelu=True).eval()
     path = tmp_path / "open_clip_model.safetensors"
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
-    model, record = load_backbone(ResolvedWeights("clip", path, "explicit", "abc", None))
+    model = create_backbone("clip", weights=path)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x[:, None]), reference.encode_image(x), atol=1e-5, rtol=1e-5)
-    assert record["sha256"] == "abc" and not record["random"]
+    record = model.weights_record
+    assert record["origin"] == "explicit" and len(record["sha256"]) == 64 and not record["random"]
 
 
 def test_s3d_weights_from_torchvision_state_dict(tmp_path):
@@ -97,7 +98,7 @@ def test_s3d_weights_from_torchvision_state_dict(tmp_path):
     reference = s3d().eval()
     path = tmp_path / "s3d.pth"
     torch.save(reference.state_dict(), path)
-    model, _ = load_backbone(ResolvedWeights("s3d", path, "explicit", "abc", None))
+    model = create_backbone("s3d", weights=path)
     x = torch.randn(1, 3, 16, 112, 112)
     with torch.no_grad():
         expected = reference.features(x).mean(dim=(2, 3, 4))
@@ -113,7 +114,7 @@ def test_i3d_r50_weights_from_pytorchvideo_checkpoint(tmp_path):
     reference = i3d_r50(pretrained=False).eval()
     path = tmp_path / "I3D_8x8_R50.pyth"
     torch.save({"model_state": reference.state_dict(), "cfg": "yaml text"}, path)
-    model, _ = load_backbone(ResolvedWeights("i3d_r50", path, "explicit", "abc", None))
+    model = create_backbone("i3d_r50", weights=path)
     x = torch.randn(1, 3, 8, 224, 224)
     with torch.no_grad():
         logits = reference(x)
@@ -122,9 +123,21 @@ def test_i3d_r50_weights_from_pytorchvideo_checkpoint(tmp_path):
 
 
 def test_i3d_preprocessing_range_and_crop():
-    model = build_random("i3d")
+    model = create_backbone("i3d", weights="random")
     frames = torch.zeros(1, 16, 240, 320, 3, dtype=torch.uint8)
     frames[..., 0] = 255
     clips = model.preprocess(frames, crops=10)
     assert clips.shape == (10, 1, 3, 16, 224, 224)
     assert np.allclose(clips[:, :, 0].numpy(), 1.0) and np.allclose(clips[:, :, 1:].numpy(), -1.0)
+
+
+def test_registration_is_data_and_mistakes_are_errors():
+    entry = REGISTRY["clip"]
+    assert entry.options == {"frames": 1} and entry.contract.to_dict()["frames"] == "centre"
+    assert create_backbone("clip_tiny", weights="random", frames=4).contract.frames == "mean of 4 evenly spaced"
+    with pytest.raises(ValueError, match="registered twice"):
+        register_backbone("i3d", contract=entry.contract, weights=None, summary="again")(lambda contract: None)
+    from dakd.errors import DakdError
+
+    with pytest.raises(DakdError, match="takes no option frames"):
+        create_backbone("i3d_tiny", weights="random", frames=2)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from dakd.annotations import read_annotations
 from dakd.cache import FeatureCache
 from dakd.checkpoint import load_checkpoint
-from dakd.cli import app
+from pipelines.cli import app
 from tests.media import write_indexed_video
 
 TRAIN = ["--set", "optim.steps=6", "--set", "optim.batch_per_class=1", "--set", "model.width=16", "--no-progress"]

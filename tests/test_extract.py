@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from dakd.cache import FeatureCache
-from dakd.cli import app
+from pipelines.cli import app
 from pipelines.extract import parse_shard
 from tests.media import write_audio_only, write_indexed_video, write_truncated
 
@@ -183,7 +183,7 @@ def test_two_processes_on_one_cache_equal_a_single_run(videos, tmp_path):
 
 
 def test_prefetcher_keeps_order_and_reraises_errors():
-    from pipelines.extract import Prefetcher
+    from extractors.engine import Prefetcher
 
     assert list(Prefetcher(iter(range(50)), depth=2)) == list(range(50))
 

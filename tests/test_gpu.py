@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dakd.cache import FeatureCache
 from dakd.checkpoint import load_checkpoint
-from dakd.cli import app
+from pipelines.cli import app
 from pipelines.demo import DemoConfig, generate_dataset
 from tests.media import write_indexed_video
 

