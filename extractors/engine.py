@@ -16,6 +16,7 @@ import torch
 
 from dakd.devices import autocast
 from dakd.timeline import DEFAULT_SNIPPET_FRAMES, stream_snippets
+from extractors.crops import CropMode, crop_count
 from extractors.registry import Backbone
 from extractors.video_io import VideoReader
 
@@ -33,7 +34,7 @@ def model_inputs(
     models: dict[str, Backbone],
     device: torch.device,
     snippet_frames: int,
-    crops: int,
+    crops: CropMode,
     batch_size: int,
 ) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
     """Preprocess snippets: yields ``({backbone: [crops, n, ...]}, n)`` batches of n snippets.
@@ -41,7 +42,7 @@ def model_inputs(
     With a GPU the uint8 frames go to it before preprocessing (resizing is most of the CPU's work).
     """
     offsets = {name: model.frame_offsets(snippet_frames) for name, model in models.items()}
-    per_batch = max(1, batch_size // crops)
+    per_batch = max(1, batch_size // crop_count(crops))
     pieces: dict[str, list[torch.Tensor]] = {name: [] for name in models}
     pending = 0
     for snippets in snippet_groups:
@@ -100,11 +101,11 @@ def extract_video(
     models: dict[str, Backbone],
     device: torch.device,
     snippet_frames: int = DEFAULT_SNIPPET_FRAMES,
-    crops: int = 1,
+    crops: CropMode = 1,
     batch_size: int = 16,
     on_snippets: Callable[[int], None] = lambda n: None,
 ) -> dict[str, np.ndarray]:
-    """Features ``{backbone: [crops, n_snippets, D]}`` (float32) of one opened video.
+    """Features ``{backbone: [views, n_snippets, D]}`` (float32) of one opened video (views: the crop mode's).
 
     ``batch_size`` counts clips (snippets x crops) per forward pass. A background thread decodes (FFmpeg,
     about 3 % of a CPU model's time), overlapping the models. Preprocessing stays in this thread: on a
@@ -115,11 +116,12 @@ def extract_video(
     snippets = Prefetcher(decoded_snippets(reader, snippet_frames))
     batches = model_inputs(snippets, models, device, snippet_frames, crops, batch_size)
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    views = crop_count(crops)
     with torch.inference_mode(), autocast(device):
         for inputs, n in batches:
             for name, model in models.items():
                 clips = inputs[name].flatten(0, 1).to(device, non_blocking=True)
                 features = model(clips.contiguous(memory_format=model.memory_format))
-                outputs[name].append(features.float().view(crops, n, -1).cpu().numpy())
+                outputs[name].append(features.float().view(views, n, -1).cpu().numpy())
             on_snippets(n)
     return {name: np.concatenate(parts, axis=1) for name, parts in outputs.items()}

@@ -12,23 +12,29 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from extractors.crops import take_crops
+from extractors.crops import CropMode, take_crops
 
 if TYPE_CHECKING:
     from extractors.registry import InputContract
 
 
-def resized_shape(height: int, width: int, contract: InputContract) -> tuple[int, int]:
-    """Output size of the contract's resize, rounded as torchvision does (the long side truncated)."""
-    size = contract.resize_size
-    if contract.resize == "square":
-        return size, size
+def resized_shape(height: int, width: int, contract: InputContract, crops: CropMode = 1) -> tuple[int, int]:
+    """Output size of the contract's resize, rounded as torchvision does (the long side truncated).
+
+    In the ``"full"`` crop mode the short side goes to the crop size and nothing is cropped afterwards.
+    """
+    if crops == "full":
+        size = contract.crop_size
+    elif contract.resize == "square":
+        return contract.resize_size, contract.resize_size
+    else:
+        size = contract.resize_size
     if height <= width:
         return size, int(size * width / height)
     return int(size * height / width), size
 
 
-def resize_frames(frames: torch.Tensor, contract: InputContract) -> torch.Tensor:
+def resize_frames(frames: torch.Tensor, contract: InputContract, crops: CropMode = 1) -> torch.Tensor:
     """Resize uint8 ``[N, C, H, W]`` frames (best in channels_last layout) as the contract says.
 
     ``resize_kernel`` "uint8" runs torch's vectorised uint8 kernel (about 20x faster on CPU);
@@ -36,7 +42,7 @@ def resize_frames(frames: torch.Tensor, contract: InputContract) -> torch.Tensor
     ``transforms.functional.resize`` does with a uint8 tensor (the S3D preset needs that parity).
     On a GPU the float kernel is always used: it is cheap there, and the uint8 kernel is a CPU one.
     """
-    size = resized_shape(*frames.shape[-2:], contract)
+    size = resized_shape(*frames.shape[-2:], contract, crops)
     options = {"mode": contract.interpolation, "antialias": contract.antialias, "align_corners": False}
     if contract.resize_kernel == "uint8" and frames.device.type == "cpu":
         return F.interpolate(frames, size=size, **options)
@@ -49,14 +55,20 @@ def resize_frames(frames: torch.Tensor, contract: InputContract) -> torch.Tensor
     )
 
 
-def preprocess_clips(frames: torch.Tensor, contract: InputContract, crops: int) -> torch.Tensor:
-    """uint8 ``[N, F, H, W, 3]`` -> float ``[crops, N, 3, F, crop, crop]`` normalised per the contract."""
+def spatial_views(frames: torch.Tensor, contract: InputContract, crops: CropMode) -> torch.Tensor:
+    """uint8 ``[M, 3, H, W]`` -> resized and cropped uint8 ``[views, M, 3, h, w]`` (the crop mode's views)."""
+    resized = resize_frames(frames, contract, crops)
+    return resized[None] if crops == "full" else take_crops(resized, contract.crop_size, crops)
+
+
+def preprocess_clips(frames: torch.Tensor, contract: InputContract, crops: CropMode) -> torch.Tensor:
+    """uint8 ``[N, F, H, W, 3]`` -> float ``[views, N, 3, F, h, w]`` normalised per the contract
+    (``h = w =`` the crop size, except in the ``"full"`` mode)."""
     n, f, h, w, c = frames.shape
     flat = frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2)  # a channels_last view: no copy
-    resized = resize_frames(flat, contract)
-    cropped = take_crops(resized, contract.crop_size, crops)  # [crops, N*F, 3, s, s]
+    cropped = spatial_views(flat, contract, crops)  # [views, N*F, 3, h', w']
     mean = torch.tensor(contract.mean, device=frames.device).view(1, 1, 3, 1, 1)
     std = torch.tensor(contract.std, device=frames.device).view(1, 1, 3, 1, 1)
     normalised = (cropped.float() / 255.0 - mean) / std  # the arithmetic of torchvision's presets
-    size = contract.crop_size
-    return normalised.view(crops, n, f, c, size, size).permute(0, 1, 3, 2, 4, 5)
+    views, _, _, height, width = normalised.shape
+    return normalised.view(views, n, f, c, height, width).permute(0, 1, 3, 2, 4, 5)

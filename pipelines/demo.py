@@ -181,11 +181,26 @@ class DemoResult:
     data: Path
     metrics: dict[str, dict] = field(default_factory=dict)
     score_outputs: list[str] = field(default_factory=list)
-    random_backbones: list[str] = field(default_factory=list)
+    views: tuple[str, ...] = ()  # the Teacher's views (real weights only)
+    student: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
 
 Report = Callable[[str], None]
+# The demo's Teacher takes every one of these views whose real weights are on the machine (flow needs none).
+DEMO_VIEWS = ("i3d", "s3d", "clip", "efficientnet_lite0", "flow")
+
+
+def real_views(candidates: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """The candidates whose pretrained weights are found (or that need none), and the others."""
+    found, missing = [], []
+    for name in candidates:
+        try:
+            find_weights(name)
+            found.append(name)
+        except DakdError:
+            missing.append(name)
+    return tuple(found), missing
 
 
 @dataclass(frozen=True)
@@ -206,24 +221,23 @@ def run(config: DemoConfig, commands: Commands, report: Report = tqdm.write) -> 
     data = generate_dataset(config, report)
     result = DemoResult(data)
     result.seconds["dataset"] = time.perf_counter() - clock
-    for name in config.backbones:
-        try:
-            find_weights(name)
-        except DakdError:
-            result.random_backbones.append(name)
-    if result.random_backbones:
-        report(
-            f"no pretrained weights for {', '.join(result.random_backbones)} on this machine: "
-            "they run with RANDOM weights (see `dakd weights list` for how to get them)"
-        )
+    views, missing = real_views(config.backbones or DEMO_VIEWS)
+    if missing:
+        report(f"left out (no pretrained weights on this machine; see `dakd weights list`): {', '.join(missing)}")
+    if not views:
+        raise DakdError("no backbone with pretrained weights, not even a parameter-free one: nothing to run")
+    student_backbone = config.student if config.student in views else views[0]
+    if student_backbone != config.student:
+        report(f"student: {config.student} has no pretrained weights here, the student uses {student_backbone}")
+    result.views, result.student = views, student_backbone
     cache = str(out / "cache")
     clock = time.perf_counter()
     summary = commands.extract(
         ExtractConfig(
             videos=(str(data / "videos"),),
-            backbones=config.backbones,
+            backbones=views,
             cache=cache,
-            random_weights=tuple(result.random_backbones),
+            crops=config.crops,
             progress=config.progress,
         ),
         report,
@@ -248,7 +262,8 @@ def run(config: DemoConfig, commands: Commands, report: Report = tqdm.write) -> 
         )
 
     teacher = commands.train_teacher(job("teacher", []), report)
-    student = commands.distill(job("student", [f"backbones=[{config.student}]"], teacher=teacher["checkpoint"]), report)
+    student_job = job("student", [f"backbones=[{student_backbone}]"], teacher=teacher["checkpoint"])
+    student = commands.distill(student_job, report)
     result.seconds["train"] = time.perf_counter() - clock
     clock = time.perf_counter()
     for kind, checkpoint in (("teacher", teacher["checkpoint"]), ("student", student["checkpoint"])):

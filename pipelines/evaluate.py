@@ -26,6 +26,7 @@ from dakd.metrics import curves, frame_metrics
 from dakd.plots import plot_curves
 from dakd.scoring import frame_scores
 from dakd.timeline import DEFAULT_SEGMENTS
+from extractors.crops import crop_count
 from pipelines.jobs import EvaluateJob
 
 
@@ -38,7 +39,7 @@ def run(job: EvaluateJob, report: Callable[[str], None] = tqdm.write) -> dict:
     model.to(device)
     videos = resolve_labels(cache.root, cache.video_ids(model.names[0]), job.annotations, job.split)
     segments = meta["train_config"].get("segments", DEFAULT_SEGMENTS)
-    crops = cache.config()["crops"]
+    crops = crop_count(cache.config()["crops"])
     if job.crop is not None and not 0 <= job.crop < crops:
         raise DakdError(f"--crop {job.crop}: the cache has crops 0..{crops - 1}")
     scores, truth, video_labels, notes = {}, {}, {}, []

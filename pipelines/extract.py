@@ -24,7 +24,7 @@ from dakd.devices import choose_device
 from dakd.errors import DakdError, VideoError, first_line
 from dakd.timeline import count_snippets
 from extractors.backbones import backbone_entry, create_backbone
-from extractors.crops import CROP_COUNTS
+from extractors.crops import CROP_MODES
 from extractors.engine import extract_video
 from extractors.registry import Backbone
 from extractors.video_io import VideoReader, discover_videos
@@ -61,10 +61,10 @@ def parse_shard(text: str) -> tuple[int, int]:
 def validate(config: ExtractConfig) -> None:
     if not config.videos:
         raise DakdError("no videos given: pass video files, folders or .txt lists")
-    if config.crops not in CROP_COUNTS:
-        raise DakdError(f"--crops {config.crops}: must be one of {', '.join(map(str, CROP_COUNTS))}")
-    if config.snippet_frames < 1 or config.batch_size < 1 or config.clip_frames < 1:
-        raise DakdError("--snippet-frames, --batch-size and --clip-frames must be at least 1")
+    if config.crops not in CROP_MODES:
+        raise DakdError(f"--crops {config.crops}: must be one of {', '.join(map(str, CROP_MODES))}")
+    if config.snippet_frames < 1 or config.batch_size < 1 or (config.image_frames or 1) < 1:
+        raise DakdError("--snippet-frames, --batch-size and --image-frames must be at least 1")
     if not config.backbones or len(set(config.backbones)) != len(config.backbones):
         raise DakdError(f"--backbones {','.join(config.backbones)}: give each backbone once")
     for name in (*config.backbones, *config.weights, *config.random_weights):
@@ -75,8 +75,11 @@ def validate(config: ExtractConfig) -> None:
 
 
 def backbone_options(name: str, config: ExtractConfig) -> dict:
-    """The builder options this run sets for ``name`` (CLIP's frames per snippet)."""
-    return {"frames": config.clip_frames} if "frames" in backbone_entry(name).options else {}
+    """The builder options of ``name`` in this run: an image backbone's frames per snippet."""
+    options = dict(backbone_entry(name).options)
+    if "frames" in options and config.image_frames is not None:
+        options["frames"] = config.image_frames
+    return options
 
 
 def load_models(

@@ -9,6 +9,7 @@ from typing import Literal
 from dakd import paths
 from dakd.timeline import DEFAULT_SNIPPET_FRAMES
 from dakd.training import TrainConfig
+from extractors.crops import CropMode
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,9 @@ class ExtractConfig:
     videos: tuple[str, ...] = ()
     backbones: tuple[str, ...] = ("i3d", "s3d", "clip")
     cache: str = str(paths.DEFAULT_CACHE)
-    crops: int = 1
+    crops: CropMode = 1  # 1, 5, 10 or "full" (the whole frame, for fully convolutional backbones)
     snippet_frames: int = DEFAULT_SNIPPET_FRAMES
-    clip_frames: int = 1  # CLIP: frames per snippet (1 = centre frame; k = mean of k evenly spaced)
+    image_frames: int | None = None  # image backbones: frames per snippet (None: each one's own default)
     device: str = "auto"
     batch_size: int = 16  # clips (snippets x crops) per forward pass
     dtype: Literal["float16", "float32"] = "float16"
@@ -93,7 +94,7 @@ class ScoreJob:
     annotations: str | None = None
     overlay: bool = False
     threshold: float = 0.5
-    crops: int = 1
+    crops: CropMode | None = None  # None: the crop mode the checkpoint was trained on ("full" or centre)
     mapping: Literal["snippets", "segments"] = "snippets"
     device: str = "auto"
     batch_size: int = 16
@@ -112,7 +113,8 @@ class DemoConfig:
     test_anomalous: int = 3
     frames: int = 96  # per video
     fps: float = 10.0
-    backbones: tuple[str, ...] = ("i3d", "s3d", "clip")
+    backbones: tuple[str, ...] = ()  # the Teacher's views; empty: every one with real weights here
     student: str = "i3d"
+    crops: CropMode = "full"
     steps: int = 200
     progress: bool = True

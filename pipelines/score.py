@@ -112,11 +112,13 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
     out = Path(job.out)
     results = []
     segments = meta["train_config"].get("segments", DEFAULT_SEGMENTS)
+    # Score the way the model saw its training features: the whole frame, or (any crop count) the centre.
+    crops = job.crops if job.crops is not None else ("full" if meta["crops"] == "full" else 1)
     for video_id, path in videos.items():
         started = time.perf_counter()
         try:
             with VideoReader(path) as reader:
-                features = extract_video(reader, backbones, device, meta["snippet_frames"], job.crops, job.batch_size)
+                features = extract_video(reader, backbones, device, meta["snippet_frames"], crops, job.batch_size)
                 n_frames, fps = reader.n_decoded, reader.fps
             scores = frame_scores(model, features, n_frames, meta["snippet_frames"], job.mapping, segments, device)
         except VideoError as error:
@@ -139,7 +141,7 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
             "checkpoint": str(checkpoint.resolve()),
             "checkpoint_kind": meta["kind"],
             "backbones": list(meta["backbones"]),
-            "crops": job.crops,
+            "crops": crops,
             "threshold": job.threshold,
             "intervals": [
                 {

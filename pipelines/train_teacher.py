@@ -19,13 +19,25 @@ from pipelines.common import random_weight_warnings, step_progress
 from pipelines.jobs import TrainJob
 
 
+def real_backbones(cache: FeatureCache) -> tuple[str, ...]:
+    """The Teacher's default views: every backbone of the cache whose features come from real weights."""
+    extracted = cache.backbones()
+    if not extracted:
+        raise DakdError(f"{cache.root}: no features; run dakd extract first")
+    real = tuple(name for name in extracted if not cache.has_random_weights(name))
+    if not real:
+        raise DakdError(
+            f"{cache.root}: every backbone's features come from random weights ({', '.join(extracted)}); "
+            f"to train on them anyway, name them: --set backbones=[{','.join(extracted)}]"
+        )
+    return real
+
+
 def run(job: TrainJob, report: Callable[[str], None] = tqdm.write) -> dict:
     """Train the Teacher; writes ``teacher.pt``, ``config.yaml`` and ``history.json`` to ``job.out``."""
     config = job.train
     cache = FeatureCache(job.cache)
-    backbones = config.backbones or tuple(cache.backbones())
-    if not backbones:
-        raise DakdError(f"{cache.root}: no features; run dakd extract first")
+    backbones = config.backbones or real_backbones(cache)
     bags = load_bags(cache, backbones, job.annotations, job.split, config.segments)
     for line in random_weight_warnings(cache, backbones):
         report(line)

@@ -16,6 +16,7 @@ from pipelines.cli import app
 from pipelines.demo import DemoConfig, generate_dataset
 
 SMALL = ["--set", "optim.steps=12", "--set", "optim.batch_per_class=2", "--set", "model.width=16", "--no-progress"]
+TEACHER = ["--set", "backbones=[clip_tiny,i3d_tiny]"]  # random-weight views are used only when named
 FRAMES = 40
 ANOMALOUS = "test_fast_00"  # the test video that is scored
 
@@ -51,7 +52,7 @@ def workspace(tmp_path_factory):
 def train(root, out, seed=0, *overrides):
     options = [option for key in overrides for option in ("--set", key)]
     command = ["--cache", str(root / "cache"), "--annotations", str(root / "annotations.csv"), "--out", str(out)]
-    result = CliRunner().invoke(app, ["train-teacher", *command, *SMALL, "--set", f"seed={seed}", *options])
+    result = CliRunner().invoke(app, ["train-teacher", *command, *SMALL, *TEACHER, "--set", f"seed={seed}", *options])
     assert result.exit_code == 0, result.output
     return result
 
@@ -304,7 +305,9 @@ def test_bare_commands_chain_in_one_folder(workspace, tmp_path, monkeypatch):
     assert result.exit_code == 0 and "labels: 6 videos" in result.output, result.output
     result = runner.invoke(app, ["score", video])
     assert result.exit_code == 1 and "no checkpoint given" in result.output
-    assert runner.invoke(app, ["train-teacher", *SMALL]).exit_code == 0
+    result = runner.invoke(app, ["train-teacher", *SMALL])
+    assert result.exit_code == 1 and "every backbone's features come from random weights" in result.output
+    assert runner.invoke(app, ["train-teacher", *SMALL, *TEACHER]).exit_code == 0
     result = runner.invoke(app, ["distill", "--backbone", "i3d_tiny", *SMALL])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["score", video])

@@ -82,7 +82,7 @@ def test_conflicting_config_is_refused(videos, tmp_path):
     result = extract(videos, "--cache", tmp_path / "c", "--crops", "10")
     assert result.exit_code == 1
     assert "refusing to mix" in result.output and "Traceback" not in result.output
-    result = extract(videos, "--cache", tmp_path / "c", "--clip-frames", "3")
+    result = extract(videos, "--cache", tmp_path / "c", "--image-frames", "3")
     assert result.exit_code == 1 and "preprocessing.frames" in result.output
 
 

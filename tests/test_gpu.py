@@ -53,7 +53,7 @@ def test_train_on_gpu_then_score_on_cpu(tmp_path):
     invoke("extract", data / "videos", "--cache", tmp_path / "cache", "--backbones", tiny, "--random-weights", tiny,
            "--device", "cuda", "--no-progress")  # fmt: skip
     invoke("train-teacher", "--cache", tmp_path / "cache", "--out", tmp_path / "teacher", *small,
-           "--set", "device=cuda")  # fmt: skip
+           "--set", "device=cuda", "--set", f"backbones=[{tiny}]")  # fmt: skip
     invoke("distill", "--teacher", tmp_path / "teacher" / "teacher.pt", "--backbone", "i3d_tiny",
            "--cache", tmp_path / "cache", "--out", tmp_path / "student", *small, "--set", "device=cuda")  # fmt: skip
     model, _ = load_checkpoint(tmp_path / "student" / "student.pt")

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from dakd.errors import DakdError, first_line
-from extractors.backbones import clip, i3d, i3d_r50, s3d  # noqa: F401  (importing registers them)
+from extractors.backbones import clip, efficientnet, flow, i3d, i3d_r50, s3d  # noqa: F401  (importing registers them)
 from extractors.registry import REGISTRY, Backbone, BackboneEntry, state_dict_sha256
 from extractors.weights import ResolvedWeights, resolve_weights, store_in_cache
 

@@ -18,7 +18,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from extractors.crops import take_crops
+from extractors.crops import CropMode, take_crops
 from extractors.registry import Backbone, InputContract, WeightsSpec, register_backbone
 
 MODEL_NAME = "ViT-B-16"
@@ -48,17 +48,22 @@ class OpenClipImage(Backbone):
     def frame_offsets(self, snippet_frames: int) -> list[int]:
         return [int((index + 0.5) * snippet_frames / self.frames) for index in range(self.frames)]
 
-    def preprocess(self, frames: torch.Tensor, crops: int) -> torch.Tensor:
-        """uint8 ``[N, k, H, W, 3]`` -> ``[crops, N, k, 3, S, S]``, frame by frame through PIL as open_clip."""
+    def preprocess(self, frames: torch.Tensor, crops: CropMode) -> torch.Tensor:
+        """uint8 ``[N, k, H, W, 3]`` -> ``[views, N, k, 3, S, S]``, frame by frame through PIL as open_clip.
+
+        The ViT takes S x S images only, so the ``full`` mode squeezes the whole frame to S x S.
+        """
         size = self.contract.crop_size
         n, k = frames.shape[:2]
+        target = [size, size] if crops == "full" else size
         images = []
         for frame in frames.reshape(n * k, *frames.shape[2:]).cpu().numpy():
-            resized = TF.resize(Image.fromarray(np.ascontiguousarray(frame)), size, InterpolationMode.BICUBIC)
+            resized = TF.resize(Image.fromarray(np.ascontiguousarray(frame)), target, InterpolationMode.BICUBIC)
             images.append(TF.to_tensor(resized))
-        cropped = take_crops(torch.stack(images), size, crops)  # [crops, N*k, 3, S, S]
-        normalised = TF.normalize(cropped.flatten(0, 1), OPENAI_MEAN, OPENAI_STD)
-        return normalised.view(crops, n, k, 3, size, size)
+        images = torch.stack(images)
+        views = images[None] if crops == "full" else take_crops(images, size, crops)  # [views, N*k, 3, S, S]
+        normalised = TF.normalize(views.flatten(0, 1), OPENAI_MEAN, OPENAI_STD)
+        return normalised.view(len(views), n, k, 3, size, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, k = x.shape[:2]

