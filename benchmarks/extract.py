@@ -75,7 +75,16 @@ def machine(device: str) -> str:
     return f"{cores}, no GPU"
 
 
-def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool, batch_size: int, device: str) -> dict:
+def child_end_to_end(
+    backbone: str,
+    video: str,
+    cache: str,
+    random_weights: bool,
+    batch_size: int,
+    device: str,
+    runtime: str,
+    precision: str,
+) -> dict:
     from pipelines.extract import run
     from pipelines.jobs import ExtractConfig
 
@@ -87,6 +96,8 @@ def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool
         batch_size=batch_size,
         progress=False,
         device=device,
+        runtime=runtime,
+        precision=precision,
     )
     started = time.perf_counter()
     summary = run(config, report=lambda message: None)
@@ -96,21 +107,26 @@ def child_end_to_end(backbone: str, video: str, cache: str, random_weights: bool
     return {"seconds": seconds, "load_seconds": summary.load_seconds, "snippets": summary.snippets}
 
 
-def child_model_only(backbone: str, snippets: int, random_weights: bool, batch_size: int, device: str) -> dict:
+def child_model_only(
+    backbone: str, snippets: int, random_weights: bool, batch_size: int, device: str, runtime: str, precision: str
+) -> dict:
     import torch
 
-    from dakd.devices import autocast, choose_device
+    from dakd.devices import choose_device
     from extractors.backbones import create_backbone
+    from extractors.runtime import autocast, choose_execution, prepare
 
     target = choose_device(device)
+    execution = choose_execution(runtime, precision, target)
     model = create_backbone(backbone, weights="random" if random_weights else None, device=target)
+    model = prepare(model, execution, backbone)
     per_batch = max(1, batch_size)
     frames = torch.randint(0, 256, (per_batch, len(model.frame_offsets(16)), HEIGHT, WIDTH, 3), dtype=torch.uint8)
     clips = model.preprocess(frames, crops=1).flatten(0, 1).contiguous(memory_format=model.memory_format)
     clips = clips.to(target)
     sizes = [per_batch] * (snippets // per_batch) + ([snippets % per_batch] if snippets % per_batch else [])
-    with torch.inference_mode(), autocast(target):
-        model(clips[:1])  # warm-up, as extraction's first batch pays the same once per run
+    with torch.inference_mode(), autocast(target, execution):
+        model(clips[:1])  # warm-up (and OpenVINO's conversion), as extraction's first batch pays once per run
         synchronize(target)
         started = time.perf_counter()
         for size in sizes:
@@ -143,6 +159,8 @@ def main() -> None:
     parser.add_argument("--rss-backbones", default="clip", help="backbones for the peak-memory comparison")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as `dakd extract --device`)")
+    parser.add_argument("--runtimes", default="torch,openvino", help="runtimes to compare (as `--runtime`)")
+    parser.add_argument("--precisions", default="fp32,bf16", help="precisions to compare (as `--precision`)")
     parser.add_argument("--real-weights", default="i3d", help="backbones that use their real weights when found")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "dakd-bench"))
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmark-extract.md"))
@@ -151,13 +169,14 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
 
     if args.child:
-        kind, backbone, target, random_weights = args.child[:4]
+        kind, backbone, target, random_weights, runtime, precision = args.child[:6]
         random_flag = random_weights == "random"
+        settings = (args.batch_size, args.device, runtime, precision)
         if kind == "e2e":
             with tempfile.TemporaryDirectory() as cache:
-                result = child_end_to_end(backbone, target, cache, random_flag, args.batch_size, args.device)
+                result = child_end_to_end(backbone, target, cache, random_flag, *settings)
         else:
-            result = child_model_only(backbone, int(target), random_flag, args.batch_size, args.device)
+            result = child_model_only(backbone, int(target), random_flag, *settings)
         result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
@@ -178,48 +197,53 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows, rss_rows = [], []
+    executions = [(r, p) for r in args.runtimes.split(",") for p in args.precisions.split(",")]
     for minutes in [float(m) for m in args.minutes.split(",")]:
         video = make_video(workdir, minutes)
         for backbone in args.backbones.split(","):
             mode = weights_mode(backbone)
-            e2e = run_child("e2e", backbone, str(video), mode, options=options)
-            model = run_child("model", backbone, str(e2e["snippets"]), mode, options=options)
-            rows.append(
-                (backbone, minutes, e2e["snippets"], model["seconds"], e2e["seconds"], e2e["load_seconds"],
-                 e2e["peak_rss_mb"])
-            )  # fmt: skip
-            print(
-                f"{backbone} {minutes:g} min: model {model['seconds']:.1f} s, end-to-end {e2e['seconds']:.1f} s "
-                f"(loading the model {e2e['load_seconds']:.1f} s)",
-                flush=True,
-            )
-    for backbone in args.rss_backbones.split(","):
+            for runtime, precision in executions:
+                # Model-only first: it converts the model for OpenVINO once (kept on disk), as a user's first run.
+                snippets = str(-(-int(minutes * 60 * FPS) // 16))
+                model = run_child("model", backbone, snippets, mode, runtime, precision, options=options)
+                e2e = run_child("e2e", backbone, str(video), mode, runtime, precision, options=options)
+                rows.append(
+                    (backbone, runtime, precision, minutes, e2e["snippets"], model["seconds"], e2e["seconds"],
+                     e2e["load_seconds"], e2e["peak_rss_mb"])
+                )  # fmt: skip
+                print(
+                    f"{backbone} {runtime} {precision} {minutes:g} min: model {model['seconds']:.1f} s, end-to-end "
+                    f"{e2e['seconds']:.1f} s (loading the model {e2e['load_seconds']:.1f} s)",
+                    flush=True,
+                )
+    runtime, precision = executions[-1]
+    for backbone in args.rss_backbones.split(",") if args.rss_backbones else []:
         for minutes in [float(m) for m in args.rss_minutes.split(",")]:
             video = make_video(workdir, minutes)
-            e2e = run_child("e2e", backbone, str(video), weights_mode(backbone), options=options)
+            e2e = run_child("e2e", backbone, str(video), weights_mode(backbone), runtime, precision, options=options)
             rss_rows.append((backbone, minutes, e2e["snippets"], e2e["seconds"], e2e["peak_rss_mb"]))
             print(f"{backbone} {minutes:g} min: peak RSS {e2e['peak_rss_mb']:.0f} MB", flush=True)
 
     lines = [
         "# Extraction benchmark",
         "",
-        f"`python benchmarks/extract.py --minutes {args.minutes} --backbones {args.backbones} "
-        f"--rss-minutes {args.rss_minutes} --rss-backbones {args.rss_backbones} --device {args.device}`: "
+        f"`python benchmarks/extract.py {' '.join(sys.argv[1:])}`: "
         f"{machine(args.device)}; generated {WIDTH}x{HEIGHT} {FPS} fps H.264 videos; 1 crop; "
-        f"batch {args.batch_size}.",
+        f"batch {args.batch_size}; peak-memory runs with {runtime} {precision}.",
         "",
         "End-to-end is `pipelines.extract.run` from call to return; it includes building the model and loading "
         "its weights once (a fixed cost, paid once per run of many videos), shown apart; the ratio is computed "
         "both ways.",
         "",
-        "| backbone | video | snippets | model-only s | end-to-end s | of which model loading s | ratio | "
-        "ratio without loading (<= 1.15) | snippets/s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| backbone | runtime | precision | video | snippets | model-only s | end-to-end s | of which model loading s "
+        "| ratio | ratio without loading (<= 1.15) | snippets/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for backbone, minutes, snippets, model_s, e2e_s, load_s, rss in rows:
+    for backbone, runtime_, precision_, minutes, snippets, model_s, e2e_s, load_s, rss in rows:
         lines.append(
-            f"| {backbone} | {minutes:g} min | {snippets} | {model_s:.1f} | {e2e_s:.1f} | {load_s:.1f} | "
-            f"{e2e_s / model_s:.2f} | {(e2e_s - load_s) / model_s:.2f} | {snippets / e2e_s:.2f} | {rss:.0f} |"
+            f"| {backbone} | {runtime_} | {precision_} | {minutes:g} min | {snippets} | {model_s:.1f} | {e2e_s:.1f} | "
+            f"{load_s:.1f} | {e2e_s / model_s:.2f} | {(e2e_s - load_s) / model_s:.2f} | {snippets / e2e_s:.2f} | "
+            f"{rss:.0f} |"
         )
     if rss_rows:
         lines += [

@@ -32,7 +32,7 @@ CACHE_CONFIG = "cache.json"
 BACKBONE_CONFIG = "backbone.json"
 FAILURES = "failures.jsonl"
 # Keys that may differ between runs writing the same cache without changing the features.
-VOLATILE_KEYS = {"dakd_version", "created", "origin", "path", "verified"}
+VOLATILE_KEYS = {"dakd_version", "created", "origin", "path", "verified", "execution"}
 
 
 def _stable(config: Any) -> Any:

@@ -1,8 +1,6 @@
-"""Which device runs the models, and in which precision."""
+"""Which device runs the models."""
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 
@@ -22,11 +20,3 @@ def choose_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise DakdError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-
-
-def autocast(device: torch.device):
-    """bf16 (or fp16) autocast on GPU; full precision on CPU."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)

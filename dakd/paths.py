@@ -49,3 +49,8 @@ def distributed_env() -> DistributedEnv:
         world_size=int(os.environ["WORLD_SIZE"]),
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
     )
+
+
+def compiled_models_dir() -> Path:
+    """Where converted and compiled models of the inference runtimes are kept (OpenVINO IR and its cache)."""
+    return dakd_home() / "compiled"

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from dakd.devices import autocast
 from dakd.timeline import DEFAULT_SNIPPET_FRAMES, stream_snippets
 from extractors.crops import CropMode, crop_count
 from extractors.registry import Backbone
+from extractors.runtime import Execution, autocast
 from extractors.video_io import VideoReader
 
 DECODE_FRAMES = 64  # frames decoded per step: bounds raw-frame memory whatever the video length
@@ -103,11 +103,13 @@ def extract_video(
     snippet_frames: int = DEFAULT_SNIPPET_FRAMES,
     crops: CropMode = 1,
     batch_size: int = 16,
+    execution: Execution = Execution("torch", "fp32"),
     on_snippets: Callable[[int], None] = lambda n: None,
 ) -> dict[str, np.ndarray]:
     """Features ``{backbone: [views, n_snippets, D]}`` (float32) of one opened video (views: the crop mode's).
 
-    ``batch_size`` counts clips (snippets x crops) per forward pass. A background thread decodes (FFmpeg,
+    ``batch_size`` counts clips (snippets x crops) per forward pass; ``execution`` sets the PyTorch
+    autocast (models prepared for OpenVINO carry their own precision). A background thread decodes (FFmpeg,
     about 3 % of a CPU model's time), overlapping the models. Preprocessing stays in this thread: on a
     CPU it then has every core, as the models do, instead of competing with them (measured: 1.20x the
     model-only time with preprocessing in the background thread on 2 cores; see docs/design-notes.md);
@@ -117,7 +119,7 @@ def extract_video(
     batches = model_inputs(snippets, models, device, snippet_frames, crops, batch_size)
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
     views = crop_count(crops)
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(device, execution):
         for inputs, n in batches:
             for name, model in models.items():
                 clips = inputs[name].flatten(0, 1).to(device, non_blocking=True)

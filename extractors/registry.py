@@ -93,6 +93,7 @@ class Backbone(nn.Module):
     weights_record: dict[str, Any]
     # 3D CNNs run about 1.5x faster on CPU in channels_last_3d; extraction converts weights and inputs.
     memory_format: torch.memory_format = torch.contiguous_format
+    is_network = True  # a neural network that another runtime (OpenVINO) can run; False for computed features
 
     def frame_offsets(self, snippet_frames: int) -> list[int]:
         """Positions within a snippet of the frames this backbone consumes (default: all of them)."""

@@ -109,6 +109,12 @@ SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config key: --set optim.lr=1e-3 (repeatable).")
 ]
 ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+RuntimeOption = Annotated[
+    str, typer.Option(help="Backbone runtime: auto (OpenVINO on a CPU, PyTorch on a GPU), torch or openvino.")
+]
+PrecisionOption = Annotated[
+    str, typer.Option(help="auto (bf16 where the CPU or GPU computes it natively, else fp32), fp32 or bf16.")
+]
 DEFAULT_CACHE = Path(default(ExtractConfig, "cache"))
 
 
@@ -141,6 +147,8 @@ def extract(
     device: Annotated[str, typer.Option(help="auto (GPU when present), cpu, cuda or cuda:N.")] = default(
         ExtractConfig, "device"
     ),
+    runtime: RuntimeOption = default(ExtractConfig, "runtime"),
+    precision: PrecisionOption = default(ExtractConfig, "precision"),
     batch_size: Annotated[int, typer.Option(help="Clips (snippets x crops) per forward pass.")] = default(
         ExtractConfig, "batch_size"
     ),
@@ -176,6 +184,8 @@ def extract(
         "snippet_frames": snippet_frames,
         "image_frames": image_frames,
         "device": device,
+        "runtime": runtime,
+        "precision": precision,
         "batch_size": batch_size,
         "dtype": dtype,
         "weights": _weights_option(weights),
@@ -188,6 +198,7 @@ def extract(
         options = {**to_dict(load_config(ExtractConfig, config)), **given}
     summary = extract_command.run(from_dict(ExtractConfig, options, "extract options"))
     shard_note = f" (shard {summary.shard[0]}/{summary.shard[1]})" if summary.shard[1] > 1 else ""
+    shard_note += f" with {summary.execution.runtime} {summary.execution.precision}" if summary.execution else ""
     _batch_summary(
         f"extracted {len(summary.extracted)} video(s), {summary.snippets} snippets, in {summary.seconds:.1f} s"
         f"{shard_note}; skipped {len(summary.skipped)} already done",
@@ -284,6 +295,7 @@ def evaluate(
         EvaluateJob, "threshold"
     ),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = default(EvaluateJob, "device"),
+    plots: Annotated[bool, typer.Option(help="Write roc.png and pr.png.")] = default(EvaluateJob, "plots"),
     progress: ProgressOption = True,
 ) -> None:
     """Frame-level ROC AUC, AP (average precision, and the trapezoid PR-AUC many WSVAD papers call AP),
@@ -300,6 +312,7 @@ def evaluate(
         "crop": crop,
         "threshold": threshold,
         "device": device,
+        "plots": plots,
         "progress": progress,
     }
     m = evaluate_command.run(from_dict(EvaluateJob, job, "evaluate options"))
@@ -339,6 +352,8 @@ def score(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = default(ScoreJob, "device"),
+    runtime: RuntimeOption = default(ScoreJob, "runtime"),
+    precision: PrecisionOption = default(ScoreJob, "precision"),
     weights: Annotated[list[str] | None, typer.Option(help="Explicit backbone weights, NAME=PATH.")] = None,
 ) -> None:
     """Score every frame of new videos: runs only the checkpoint's backbone(s) and head. Writes
@@ -353,6 +368,8 @@ def score(
         "threshold": threshold,
         "crops": _crop_mode(crops),
         "device": device,
+        "runtime": runtime,
+        "precision": precision,
         "weights": _weights_option(weights),
     }
     results = score_command.run(from_dict(ScoreJob, job, "score options"))
@@ -362,7 +379,7 @@ def score(
         spans = ", ".join(f"{i['start_s']:.1f}-{i['end_s']:.1f} s" for i in r["intervals"][:5]) or "none"
         typer.echo(
             f"{r['video']}: {r['n_frames']} frames scored in {r['seconds']:.1f} s "
-            f"({r['realtime_factor']:.2f}x real time); "
+            f"({r['realtime_factor']:.2f}x real time, {r['runtime']} {r['precision']}); "
             f"anomalous intervals: {spans}; {out / r['video']}.png"
         )
     if any("error" in r for r in results):
@@ -384,6 +401,8 @@ def demo(
     steps: Annotated[int, typer.Option(help="Training steps of the teacher and of the student.")] = default(
         DemoConfig, "steps"
     ),
+    runtime: RuntimeOption = default(DemoConfig, "runtime"),
+    precision: PrecisionOption = default(DemoConfig, "precision"),
     progress: ProgressOption = True,
 ) -> None:
     """Generate a small synthetic surveillance dataset with known anomalous frames (people walking on a
@@ -395,6 +414,8 @@ def demo(
         "backbones": _split([backbones]),
         "student": student,
         "steps": steps,
+        "runtime": runtime,
+        "precision": precision,
         "progress": progress,
     }
     commands = demo_command.Commands(

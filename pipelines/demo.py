@@ -238,6 +238,8 @@ def run(config: DemoConfig, commands: Commands, report: Report = tqdm.write) -> 
             backbones=views,
             cache=cache,
             crops=config.crops,
+            runtime=config.runtime,
+            precision=config.precision,
             progress=config.progress,
         ),
         report,
@@ -278,6 +280,8 @@ def run(config: DemoConfig, commands: Commands, report: Report = tqdm.write) -> 
             checkpoint=student["checkpoint"],
             out=str(out / "scores"),
             annotations=annotations,
+            runtime=config.runtime,
+            precision=config.precision,
         ),
         report,
     )

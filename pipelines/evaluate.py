@@ -77,7 +77,7 @@ def run(job: EvaluateJob, report: Callable[[str], None] = tqdm.write) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     np.savez_compressed(out / "frame_scores.npz", **{v.replace("/", "__"): s for v, s in scores.items()})
-    if metrics["roc_auc"] is not None:
+    if metrics["roc_auc"] is not None and job.plots:
         title = f"{meta['kind']} ({'+'.join(model.names)})"
         metrics["plots"] = [str(p) for p in plot_curves(curves(scores, truth), metrics, out, title)]
     metrics["out"] = str(out)

@@ -27,6 +27,7 @@ from extractors.backbones import backbone_entry, create_backbone
 from extractors.crops import CROP_MODES
 from extractors.engine import extract_video
 from extractors.registry import Backbone
+from extractors.runtime import Execution, choose_execution, prepare
 from extractors.video_io import VideoReader, discover_videos
 from pipelines.jobs import ExtractConfig
 
@@ -42,6 +43,7 @@ class ExtractSummary:
     load_seconds: float = 0.0  # of which: building the models and loading their weights
     shard: tuple[int, int] = (0, 1)
     random_backbones: list[str] = field(default_factory=list)
+    execution: Execution | None = None
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -83,9 +85,10 @@ def backbone_options(name: str, config: ExtractConfig) -> dict:
 
 
 def load_models(
-    config: ExtractConfig, cache: FeatureCache, device: torch.device
+    config: ExtractConfig, cache: FeatureCache, device: torch.device, execution: Execution
 ) -> tuple[dict[str, Backbone], dict[str, dict]]:
-    """The backbones with their weights, and the config each claims in the cache (refused if it conflicts)."""
+    """The backbones with their weights, ready for ``execution``, and the config each claims in the cache
+    (refused if it conflicts)."""
     models, configs = {}, {}
     for name in config.backbones:
         weights = "random" if name in config.random_weights else config.weights.get(name)
@@ -101,11 +104,13 @@ def load_models(
             "options": options,
         }
         cache.claim_backbone(name, configs[name])
-        models[name] = model
+        models[name] = prepare(model, execution, name)
     return models, configs
 
 
-def video_manifest(path: Path, reader: VideoReader, config: ExtractConfig, backbone_config: dict) -> dict:
+def video_manifest(
+    path: Path, reader: VideoReader, config: ExtractConfig, backbone_config: dict, execution: Execution
+) -> dict:
     stat = path.stat()
     return {
         "source_path": str(path.resolve()),
@@ -124,6 +129,7 @@ def video_manifest(path: Path, reader: VideoReader, config: ExtractConfig, backb
         "preprocessing": backbone_config["preprocessing"],
         "truncated": reader.truncated,
         "warning": reader.warning,
+        "execution": execution.record(),  # the runtime changes features at the level of rounding only
     }
 
 
@@ -149,8 +155,10 @@ def run(config: ExtractConfig, report: Callable[[str], None] = tqdm.write) -> Ex
     videos, missing = discover_videos(config.videos)
     cache.claim(config.snippet_frames, config.crops)
     device = choose_device(config.device)
+    execution = choose_execution(config.runtime, config.precision, device)
+    summary.execution = execution
     loading = time.perf_counter()
-    models, configs = load_models(config, cache, device)
+    models, configs = load_models(config, cache, device, execution)
     summary.load_seconds = time.perf_counter() - loading
     summary.random_backbones = [name for name in models if configs[name]["weights"]["random"]]
     for name in summary.random_backbones:
@@ -190,10 +198,17 @@ def run(config: ExtractConfig, report: Callable[[str], None] = tqdm.write) -> Ex
                 )
                 with bar:
                     features = extract_video(
-                        reader, todo, device, config.snippet_frames, config.crops, config.batch_size, bar.update
+                        reader,
+                        todo,
+                        device,
+                        config.snippet_frames,
+                        config.crops,
+                        config.batch_size,
+                        execution,
+                        bar.update,
                     )
                 for name, array in features.items():
-                    manifest = video_manifest(path, reader, config, configs[name])
+                    manifest = video_manifest(path, reader, config, configs[name], execution)
                     cache.write(name, video_id, array.astype(storage), manifest)
                 summary.snippets += manifest["n_snippets"]
                 summary.extracted.append(video_id)

@@ -10,6 +10,7 @@ from dakd import paths
 from dakd.timeline import DEFAULT_SNIPPET_FRAMES
 from dakd.training import TrainConfig
 from extractors.crops import CropMode
+from extractors.runtime import Precision, Runtime
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class ExtractConfig:
     snippet_frames: int = DEFAULT_SNIPPET_FRAMES
     image_frames: int | None = None  # image backbones: frames per snippet (None: each one's own default)
     device: str = "auto"
+    runtime: Runtime = "auto"  # auto: OpenVINO on a CPU, PyTorch on a GPU
+    precision: Precision = "auto"  # auto: bf16 where the hardware computes it natively, else fp32
     batch_size: int = 16  # clips (snippets x crops) per forward pass
     dtype: Literal["float16", "float32"] = "float16"
     weights: dict[str, str] = field(default_factory=dict)  # backbone -> explicit weights file
@@ -81,6 +84,7 @@ class EvaluateJob:
     crop: int | None = None  # None: mean over all crops
     threshold: float = 0.5
     device: str = "auto"
+    plots: bool = True  # roc.png and pr.png
     progress: bool = True
 
 
@@ -97,6 +101,8 @@ class ScoreJob:
     crops: CropMode | None = None  # None: the crop mode the checkpoint was trained on ("full" or centre)
     mapping: Literal["snippets", "segments"] = "snippets"
     device: str = "auto"
+    runtime: Runtime = "auto"
+    precision: Precision = "auto"
     batch_size: int = 16
     weights: dict[str, str] = field(default_factory=dict)
 
@@ -116,5 +122,7 @@ class DemoConfig:
     backbones: tuple[str, ...] = ()  # the Teacher's views; empty: every one with real weights here
     student: str = "i3d"
     crops: CropMode = "full"
+    runtime: Runtime = "auto"
+    precision: Precision = "auto"
     steps: int = 200
     progress: bool = True

@@ -23,6 +23,7 @@ from dakd.timeline import DEFAULT_SEGMENTS, frame_times, true_intervals
 from extractors.backbones import create_backbone
 from extractors.engine import extract_video
 from extractors.registry import Backbone
+from extractors.runtime import Execution, choose_execution, prepare
 from extractors.video_io import VideoReader, discover_videos, write_video
 from pipelines.jobs import ScoreJob
 
@@ -39,7 +40,9 @@ def default_checkpoint(runs: Path = paths.DEFAULT_RUNS) -> Path:
     )
 
 
-def load_checkpoint_backbones(meta: dict, device, explicit: dict[str, str]) -> dict[str, Backbone]:
+def load_checkpoint_backbones(
+    meta: dict, device, explicit: dict[str, str], execution: Execution
+) -> dict[str, Backbone]:
     """The backbones a checkpoint was trained on, with the very same weights and preprocessing."""
     models = {}
     for name, record in meta["backbones"].items():
@@ -60,7 +63,7 @@ def load_checkpoint_backbones(meta: dict, device, explicit: dict[str, str]) -> d
             )
         if model.contract.to_dict() != record["preprocessing"]:
             raise DakdError(f"{name}: this dakd preprocesses differently from the one that made the checkpoint")
-        models[name] = model
+        models[name] = prepare(model, execution, name)
     return models
 
 
@@ -104,7 +107,8 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
     model, meta = load_checkpoint(checkpoint)
     device = choose_device(job.device)
     model.to(device)
-    backbones = load_checkpoint_backbones(meta, device, job.weights)
+    execution = choose_execution(job.runtime, job.precision, device)
+    backbones = load_checkpoint_backbones(meta, device, job.weights, execution)
     annotations = read_annotations(job.annotations) if job.annotations else {}
     videos, missing = discover_videos(job.videos)
     for item, reason in missing:
@@ -118,7 +122,9 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
         started = time.perf_counter()
         try:
             with VideoReader(path) as reader:
-                features = extract_video(reader, backbones, device, meta["snippet_frames"], crops, job.batch_size)
+                features = extract_video(
+                    reader, backbones, device, meta["snippet_frames"], crops, job.batch_size, execution
+                )
                 n_frames, fps = reader.n_decoded, reader.fps
             scores = frame_scores(model, features, n_frames, meta["snippet_frames"], job.mapping, segments, device)
         except VideoError as error:
@@ -142,6 +148,7 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
             "checkpoint_kind": meta["kind"],
             "backbones": list(meta["backbones"]),
             "crops": crops,
+            **execution.record(),
             "threshold": job.threshold,
             "intervals": [
                 {

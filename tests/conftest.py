@@ -23,6 +23,17 @@ def isolated_home(tmp_path_factory, monkeypatch, request):
 
 
 @pytest.fixture(scope="session")
+def compiled_models(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("compiled-models")
+
+
+@pytest.fixture(autouse=True)
+def shared_compiled_models(compiled_models, monkeypatch):
+    """One folder of converted OpenVINO models for the session: each tiny model is converted once, not per test."""
+    monkeypatch.setattr("dakd.paths.compiled_models_dir", lambda: compiled_models)
+
+
+@pytest.fixture(scope="session")
 def ped2() -> Path:
     if not (PED2 / "videos").is_dir():
         pytest.skip("../shared/data/ucsd-ped2 is not present")

@@ -25,12 +25,22 @@ def golden_input() -> torch.Tensor:
 
 
 @pytest.mark.weights
-def test_i3d_matches_jax_reference(monkeypatch):
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_i3d_matches_jax_reference(monkeypatch, tmp_path, runtime):
     monkeypatch.setenv("DAKD_OFFLINE", "1")
     try:
         model = create_backbone("i3d")
     except DakdError as error:
         pytest.skip(f"I3D weights not available: {error}")
+    if runtime == "openvino":  # the features (not the logits) through OpenVINO fp32
+        from extractors.runtime import Execution, prepare
+
+        monkeypatch.setattr("dakd.paths.compiled_models_dir", lambda: tmp_path)
+        with torch.no_grad():
+            features = prepare(model, Execution("openvino", "fp32"), "i3d")(golden_input())[0]
+        torch.testing.assert_close(features[:8], torch.tensor(GOLDEN_FEATURES_8), atol=1e-3, rtol=0)
+        assert features.norm().item() == pytest.approx(GOLDEN_NORM, abs=1e-3)
+        return
     x = golden_input()
     with torch.no_grad():
         features = model(x)[0]

@@ -79,6 +79,7 @@ class MotionStatistics(Backbone):
     """Input: grayscale uint8 clips ``[B, F, h, w]``; output: ``[B, 42]`` motion statistics (float32)."""
 
     feature_dim = FEATURE_DIM
+    is_network = False
 
     def __init__(self, contract: InputContract):
         super().__init__()

@@ -1,0 +1,82 @@
+"""Backbone runtimes and precisions: OpenVINO and bf16 give the features of PyTorch fp32 up to rounding,
+the automatic choice follows the hardware, and converted models are kept on disk."""
+
+import numpy as np
+import pytest
+import torch
+
+from dakd.errors import DakdError
+from extractors import runtime
+from extractors.backbones import create_backbone
+from extractors.engine import extract_video
+from extractors.runtime import Execution, choose_execution, prepare
+from extractors.video_io import VideoReader
+from tests.media import write_indexed_video
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runtime") / "v.mp4"
+    write_indexed_video(path, 40, height=72, width=96)
+    return path
+
+
+def features(video, name: str, execution: Execution) -> np.ndarray:
+    model = create_backbone(name, weights=None if name == "flow" else "random")
+    with VideoReader(video) as reader:
+        return extract_video(reader, {name: prepare(model, execution, name)}, CPU, crops="full", execution=execution)[
+            name
+        ][0]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+@pytest.mark.parametrize("name", ["i3d_tiny", "clip_tiny", "efficientnet_tiny", "flow"])
+def test_every_runtime_and_precision_gives_the_features_of_torch_fp32(video, name):
+    reference = features(video, name, Execution("torch", "fp32"))
+    for execution in (Execution("openvino", "fp32"), Execution("openvino", "bf16"), Execution("torch", "bf16")):
+        other = features(video, name, execution)
+        assert other.shape == reference.shape
+        assert cosine(other, reference).min() >= 0.999, (execution, cosine(other, reference))
+    fp32 = features(video, name, Execution("openvino", "fp32"))
+    np.testing.assert_allclose(fp32, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_follows_the_hardware_and_falls_back(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert choose_execution("auto", "auto", CPU) == Execution("openvino", "bf16")
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)  # a CPU without bf16
+    assert choose_execution("auto", "auto", CPU) == Execution("openvino", "fp32")
+    assert choose_execution("torch", "bf16", CPU) == Execution("torch", "bf16")  # asked for: given
+    monkeypatch.setattr(runtime, "openvino_available", lambda: False)
+    assert choose_execution("auto", "auto", CPU) == Execution("torch", "fp32")
+    with pytest.raises(DakdError, match="not installed"):
+        choose_execution("openvino", "auto", CPU)
+    with pytest.raises(DakdError, match="runs on the CPU"):
+        choose_execution("openvino", "auto", torch.device("cuda"))
+
+
+def test_converted_models_are_kept_and_reused(monkeypatch, tmp_path):
+    import openvino
+
+    monkeypatch.setattr("dakd.paths.compiled_models_dir", lambda: tmp_path)  # a folder of its own
+    model = create_backbone("i3d_tiny", weights="random")
+    clips = torch.randn(3, 3, 16, 64, 80)
+    first = prepare(model, Execution("openvino", "fp32"), "i3d_tiny")
+    expected = first(clips)
+    path = first.ir_path((3, 16, 64, 80))
+    assert path.exists() and path.with_suffix(".bin").exists()
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(openvino, "convert_model", no_conversion)
+    again = prepare(create_backbone("i3d_tiny", weights="random"), Execution("openvino", "fp32"), "i3d_tiny")
+    torch.testing.assert_close(again(clips), expected)
+    torch.testing.assert_close(again(clips[:1]), expected[:1])  # any batch size, one model
+    with pytest.raises(AssertionError, match="converted again"):
+        again(torch.randn(1, 3, 16, 64, 64))  # another input shape needs its own conversion
