@@ -22,11 +22,21 @@ from pipelines import annotations as annotations_command
 from pipelines import demo as demo_command
 from pipelines import distill as distill_command
 from pipelines import evaluate as evaluate_command
+from pipelines import export as export_command
 from pipelines import extract as extract_command
 from pipelines import import_features as import_features_command
 from pipelines import score as score_command
 from pipelines import train_teacher as train_teacher_command
-from pipelines.jobs import AnnotationsJob, DemoConfig, EvaluateJob, ExtractConfig, ImportJob, ScoreJob, TrainJob
+from pipelines.jobs import (
+    AnnotationsJob,
+    DemoConfig,
+    EvaluateJob,
+    ExportJob,
+    ExtractConfig,
+    ImportJob,
+    ScoreJob,
+    TrainJob,
+)
 
 app = typer.Typer(
     help="dakd: weakly-supervised video anomaly detection (DAKD, WACV 2025), from raw video to frame scores.",
@@ -384,6 +394,28 @@ def score(
         )
     if any("error" in r for r in results):
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: Annotated[Path, typer.Option(help="Student checkpoint.")] = Path(default(ExportJob, "checkpoint")),
+    format: Annotated[str, typer.Option(help="openvino (model.xml + .bin) or onnx (model.onnx).")] = default(
+        ExportJob, "format"
+    ),
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path(default(ExportJob, "out")),
+    frame_size: Annotated[
+        str | None,
+        typer.Option(help="WIDTHxHEIGHT of the videos to score; needed when the student scores whole frames."),
+    ] = None,
+) -> None:
+    """Write the Student's backbone and head as one fp32 model (OpenVINO IR or ONNX) that maps the preprocessed
+    clips of a video [snippets, ...] to snippet scores, with export.json describing the preprocessing; the
+    README shows how to score a video with PyAV, numpy and the runtime alone."""
+    job = {"checkpoint": str(checkpoint), "format": format, "out": str(out), "frame_size": frame_size}
+    summary = export_command.run(from_dict(ExportJob, job, "export options"))
+    shape = "x".join(map(str, summary.clip_shape))
+    typer.echo(f"exported {summary.model} (clips: snippets x {shape}) and {summary.description}")
 
 
 @app.command()

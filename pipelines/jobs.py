@@ -108,6 +108,16 @@ class ScoreJob:
 
 
 @dataclass(frozen=True)
+class ExportJob:
+    """``dakd export``: a student's backbone and head as one OpenVINO or ONNX model."""
+
+    checkpoint: str = str(paths.DEFAULT_RUNS / "student" / "student.pt")
+    format: Literal["openvino", "onnx"] = "openvino"
+    out: str = "export"
+    frame_size: str | None = None  # "WIDTHxHEIGHT" of the videos; needed for whole-frame checkpoints
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """``dakd demo``: the generated dataset's shape and the training steps."""
 

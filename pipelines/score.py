@@ -20,10 +20,9 @@ from dakd.files import atomic_write, write_json
 from dakd.plots import plot_scores
 from dakd.scoring import frame_scores
 from dakd.timeline import DEFAULT_SEGMENTS, frame_times, true_intervals
-from extractors.backbones import create_backbone
+from extractors.backbones import checkpoint_backbones
 from extractors.engine import extract_video
-from extractors.registry import Backbone
-from extractors.runtime import Execution, choose_execution, prepare
+from extractors.runtime import choose_execution, prepare
 from extractors.video_io import VideoReader, discover_videos, write_video
 from pipelines.jobs import ScoreJob
 
@@ -38,33 +37,6 @@ def default_checkpoint(runs: Path = paths.DEFAULT_RUNS) -> Path:
         f"no checkpoint given and none under {runs}/: train one (dakd train-teacher, then dakd distill) "
         "or pass --checkpoint PATH"
     )
-
-
-def load_checkpoint_backbones(
-    meta: dict, device, explicit: dict[str, str], execution: Execution
-) -> dict[str, Backbone]:
-    """The backbones a checkpoint was trained on, with the very same weights and preprocessing."""
-    models = {}
-    for name, record in meta["backbones"].items():
-        if record["weights_sha256"].startswith("imported:"):
-            raise DakdError(
-                f"the checkpoint was trained on {name} features imported from the "
-                f"{record['weights_sha256'].split(':', 1)[1]} family (dakd import-features): dakd cannot compute "
-                "those features from a video; score videos with a model trained on dakd-extracted features"
-            )
-        weights = "random" if record["random_weights"] else explicit.get(name)
-        model = create_backbone(name, weights=weights, device=device, **record.get("options", {}))
-        if model.weights_record["sha256"] != record["weights_sha256"]:
-            raise DakdError(
-                f"the checkpoint was trained on {name} features from weights sha256 "
-                f"{record['weights_sha256'][:12]}..., "
-                f"but the weights found are {model.weights_record['sha256'][:12]}... "
-                f"({model.weights_record['path'] or 'random'})"
-            )
-        if model.contract.to_dict() != record["preprocessing"]:
-            raise DakdError(f"{name}: this dakd preprocesses differently from the one that made the checkpoint")
-        models[name] = prepare(model, execution, name)
-    return models
 
 
 def write_scores_csv(path: Path, times: np.ndarray, scores: np.ndarray) -> None:
@@ -108,7 +80,9 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
     device = choose_device(job.device)
     model.to(device)
     execution = choose_execution(job.runtime, job.precision, device)
-    backbones = load_checkpoint_backbones(meta, device, job.weights, execution)
+    backbones = {
+        name: prepare(model, execution, name) for name, model in checkpoint_backbones(meta, device, job.weights).items()
+    }
     annotations = read_annotations(job.annotations) if job.annotations else {}
     videos, missing = discover_videos(job.videos)
     for item, reason in missing:

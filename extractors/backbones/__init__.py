@@ -82,3 +82,30 @@ def import_weights(name: str, source: str | Path) -> Path:
     if entry.weights.converter is None:
         create_backbone(name, weights=source)  # fails with one clear line when the file does not fit
     return store_in_cache(entry, source, f"imported from {source.resolve()}")
+
+
+def checkpoint_backbones(
+    meta: dict[str, Any], device: torch.device | str = "cpu", explicit: dict[str, str] | None = None
+) -> dict[str, Backbone]:
+    """The backbones a checkpoint (its metadata, :func:`dakd.checkpoint.load_checkpoint`) was trained on,
+    with the very same weights and preprocessing; ``explicit`` maps names to weights files."""
+    models = {}
+    for name, record in meta["backbones"].items():
+        if record["weights_sha256"].startswith("imported:"):
+            raise DakdError(
+                f"the checkpoint was trained on {name} features imported from the "
+                f"{record['weights_sha256'].split(':', 1)[1]} family (dakd import-features): dakd cannot compute "
+                "those features from a video; score videos with a model trained on dakd-extracted features"
+            )
+        weights = "random" if record["random_weights"] else (explicit or {}).get(name)
+        model = create_backbone(name, weights=weights, device=device, **record.get("options", {}))
+        if model.weights_record["sha256"] != record["weights_sha256"]:
+            raise DakdError(
+                f"the checkpoint was trained on {name} features from weights sha256 "
+                f"{record['weights_sha256'][:12]}..., but the weights found are "
+                f"{model.weights_record['sha256'][:12]}... ({model.weights_record['path'] or 'random'})"
+            )
+        if model.contract.to_dict() != record["preprocessing"]:
+            raise DakdError(f"{name}: this dakd preprocesses differently from the one that made the checkpoint")
+        models[name] = model
+    return models
