@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from dakd import __version__
+from dakd import __version__, paths
 from dakd.cache import FeatureCache
 from dakd.config import from_dict, save_config, to_dict
 from dakd.errors import DakdError, first_line
@@ -123,3 +123,15 @@ def check_against_cache(meta: dict[str, Any], cache: FeatureCache, path: Path | 
             )
     if problems:
         raise DakdError(f"{path} does not match the cache {cache.root}: {'; '.join(problems)}")
+
+
+def newest_checkpoint(runs: Path = paths.DEFAULT_RUNS) -> Path:
+    """The newest ``student.pt`` under ``runs`` (then the newest ``teacher.pt``)."""
+    for name in ("student.pt", "teacher.pt"):
+        found = sorted(runs.rglob(name), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
+        if found:
+            return found[-1]
+    raise DakdError(
+        f"no checkpoint given and none under {runs}/: train one (dakd train-teacher, then dakd distill) "
+        "or pass --checkpoint PATH"
+    )

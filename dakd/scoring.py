@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Literal
 
 import numpy as np
@@ -54,3 +55,38 @@ def frame_scores(
     """Per-frame scores ``[n_frames]``: every frame takes its snippet's score (padding dropped)."""
     scores = snippet_scores(model, features, mapping, segments, device)
     return snippet_scores_to_frames(scores, n_frames, snippet_frames)
+
+
+class CausalScorer:
+    """Online scores: each new snippet is scored by the model over the most recent ``window`` snippets
+    (itself the last: no future snippet is seen) and its own score, the window's last, is returned.
+
+    Offline scoring (:func:`snippet_scores`) lets every snippet attend to the whole video, past and future;
+    this is what a live stream allows. :func:`causal_snippet_scores` is the same computation on a finished
+    video (for measuring the difference, and for tests).
+    """
+
+    def __init__(self, model: AnomalyModel, window: int = DEFAULT_SEGMENTS, device: torch.device | str = "cpu"):
+        if window < 1:
+            raise ValueError(f"the window must hold at least one snippet, got {window}")
+        self.model, self.window, self.device = model.eval(), window, device
+        self.history: deque[dict[str, np.ndarray]] = deque(maxlen=window)
+
+    @torch.no_grad()
+    def push(self, features: dict[str, np.ndarray]) -> float:
+        """``{backbone: [D]}`` of the newest snippet -> its score."""
+        self.history.append(features)
+        inputs = {
+            name: torch.from_numpy(np.stack([snippet[name] for snippet in self.history]).astype(np.float32))[None]
+            for name in self.model.names
+        }
+        return float(self.model({k: v.to(self.device) for k, v in inputs.items()}).scores[0, -1])
+
+
+def causal_snippet_scores(
+    model: AnomalyModel, features: dict[str, np.ndarray], window: int = DEFAULT_SEGMENTS
+) -> np.ndarray:
+    """The scores ``[T]`` :class:`CausalScorer` gives a video's snippets ``{backbone: [T, D]}`` one by one."""
+    scorer = CausalScorer(model, window)
+    length = len(next(iter(features.values())))
+    return np.array([scorer.push({name: array[t] for name, array in features.items()}) for t in range(length)])

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from dakd.timeline import DEFAULT_SNIPPET_FRAMES, stream_snippets
+from dakd.models import AnomalyModel
+from dakd.scoring import Mapping, frame_scores
+from dakd.timeline import DEFAULT_SEGMENTS, DEFAULT_SNIPPET_FRAMES, stream_snippets
 from extractors.crops import CropMode, crop_count
 from extractors.registry import Backbone
 from extractors.runtime import Execution, autocast
@@ -118,12 +120,53 @@ def extract_video(
     snippets = Prefetcher(decoded_snippets(reader, snippet_frames))
     batches = model_inputs(snippets, models, device, snippet_frames, crops, batch_size)
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
-    views = crop_count(crops)
     with torch.inference_mode(), autocast(device, execution):
         for inputs, n in batches:
-            for name, model in models.items():
-                clips = inputs[name].flatten(0, 1).to(device, non_blocking=True)
-                features = model(clips.contiguous(memory_format=model.memory_format))
-                outputs[name].append(features.float().view(views, n, -1).cpu().numpy())
+            for name, array in forward(models, inputs, n, crop_count(crops), device).items():
+                outputs[name].append(array)
             on_snippets(n)
     return {name: np.concatenate(parts, axis=1) for name, parts in outputs.items()}
+
+
+def forward(
+    models: dict[str, Backbone], inputs: dict[str, torch.Tensor], n: int, views: int, device: torch.device
+) -> dict[str, np.ndarray]:
+    """One forward pass per backbone on preprocessed clips ``{backbone: [views, n, ...]}`` -> ``[views, n, D]``."""
+    outputs = {}
+    for name, model in models.items():
+        clips = inputs[name].flatten(0, 1).to(device, non_blocking=True)
+        features = model(clips.contiguous(memory_format=model.memory_format))
+        outputs[name] = features.float().view(views, n, -1).cpu().numpy()
+    return outputs
+
+
+def snippet_features(
+    models: dict[str, Backbone],
+    snippets: np.ndarray,
+    device: torch.device,
+    crops: CropMode = 1,
+    execution: Execution = Execution("torch", "fp32"),
+) -> dict[str, np.ndarray]:
+    """Features ``{backbone: [views, N, D]}`` of N decoded snippets, uint8 ``[N, F, H, W, 3]`` (one batch;
+    for live streams, whose snippets arrive one at a time)."""
+    batch = len(snippets) * crop_count(crops)
+    ((inputs, n),) = model_inputs([snippets], models, device, snippets.shape[1], crops, batch)
+    with torch.inference_mode(), autocast(device, execution):
+        return forward(models, inputs, n, crop_count(crops), device)
+
+
+def score_video(
+    reader: VideoReader,
+    model: AnomalyModel,
+    backbones: dict[str, Backbone],
+    device: torch.device,
+    snippet_frames: int,
+    crops: CropMode,
+    batch_size: int,
+    execution: Execution,
+    mapping: Mapping = "snippets",
+    segments: int = DEFAULT_SEGMENTS,
+) -> np.ndarray:
+    """Per-frame scores ``[n_frames]`` of one opened video: its backbones' features, then the model."""
+    features = extract_video(reader, backbones, device, snippet_frames, crops, batch_size, execution)
+    return frame_scores(model, features, reader.n_decoded, snippet_frames, mapping, segments, device)

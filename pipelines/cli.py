@@ -19,6 +19,7 @@ from dakd.training import TrainConfig
 from extractors.backbones import backbone_entry, find_weights, import_weights, list_backbones
 from extractors.crops import CropMode, parse_crop_mode
 from pipelines import annotations as annotations_command
+from pipelines import calibrate as calibrate_command
 from pipelines import demo as demo_command
 from pipelines import distill as distill_command
 from pipelines import evaluate as evaluate_command
@@ -27,8 +28,10 @@ from pipelines import extract as extract_command
 from pipelines import import_features as import_features_command
 from pipelines import score as score_command
 from pipelines import train_teacher as train_teacher_command
+from pipelines import watch as watch_command
 from pipelines.jobs import (
     AnnotationsJob,
+    CalibrateJob,
     DemoConfig,
     EvaluateJob,
     ExportJob,
@@ -36,6 +39,7 @@ from pipelines.jobs import (
     ImportJob,
     ScoreJob,
     TrainJob,
+    WatchJob,
 )
 
 app = typer.Typer(
@@ -351,9 +355,10 @@ def score(
     overlay: Annotated[
         bool, typer.Option(help="Also write <video>_overlay.mp4 with the score drawn on the frames.")
     ] = default(ScoreJob, "overlay"),
-    threshold: Annotated[float, typer.Option(help="Score above which frames form anomalous intervals.")] = default(
-        ScoreJob, "threshold"
-    ),
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Score above which frames form anomalous intervals (default: `dakd calibrate`'s, else 0.5)."),
+    ] = None,
     crops: Annotated[
         str | None,
         typer.Option(
@@ -394,6 +399,123 @@ def score(
         )
     if any("error" in r for r in results):
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def calibrate(
+    videos: Annotated[list[str], typer.Argument(help="Normal videos (files, folders or .txt lists) of the scene.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Student (or teacher) checkpoint; default: the newest under ./runs.")
+    ] = None,
+    false_alarm_rate: Annotated[
+        float, typer.Option(help="Share of normal frames allowed to score at or above the threshold.")
+    ] = default(CalibrateJob, "false_alarm_rate"),
+    window: Annotated[int, typer.Option(help="dakd watch's window, in snippets.")] = default(CalibrateJob, "window"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = default(CalibrateJob, "device"),
+    runtime: RuntimeOption = default(CalibrateJob, "runtime"),
+    precision: PrecisionOption = default(CalibrateJob, "precision"),
+) -> None:
+    """Score normal footage and store, next to the checkpoint (<checkpoint>.calibration.json), the thresholds
+    that give this false-alarm rate on it: one for offline scores (`dakd score`) and one for live, causal
+    scores (`dakd watch`). Both commands then use them by default and say so."""
+    job = {
+        "videos": videos,
+        "checkpoint": _optional(checkpoint),
+        "false_alarm_rate": false_alarm_rate,
+        "window": window,
+        "device": device,
+        "runtime": runtime,
+        "precision": precision,
+    }
+    result = calibrate_command.run(from_dict(CalibrateJob, job, "calibrate options"))
+    typer.echo(
+        f"{result.videos} normal video(s), {result.frames} frames: threshold {result.threshold:.4f} (dakd score), "
+        f"{result.live_threshold:.4f} (dakd watch) for a {100 * false_alarm_rate:g} % false-alarm rate; "
+        f"stored in {result.path}"
+    )
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def watch(
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="rtsp:// http(s):// udp:// tcp:// rtmp:// srt:// URLs, cameras (/dev/video0) or files."),
+    ],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Student (or teacher) checkpoint; default: the newest under ./runs.")
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Alert threshold (default: the checkpoint's live calibration, else 0.5)."),
+    ] = None,
+    release: Annotated[
+        float | None, typer.Option(help="An alert closes when the score falls below this (default threshold - 0.1).")
+    ] = None,
+    min_duration: Annotated[float, typer.Option(help="Seconds above the threshold before an alert opens.")] = default(
+        WatchJob, "min_duration"
+    ),
+    window: Annotated[
+        int, typer.Option(help="Snippets the live scorer looks back (it never sees the future).")
+    ] = default(WatchJob, "window"),
+    events: Annotated[Path | None, typer.Option(help="Append JSON lines here instead of standard output.")] = None,
+    webhook: Annotated[str | None, typer.Option(help="POST each alert event (JSON) to this URL.")] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Folder for each alert's clip (mp4, with pre/post roll) and score plot.")
+    ] = None,
+    pre_roll: Annotated[float, typer.Option(help="Seconds of video kept before an alert.")] = default(
+        WatchJob, "pre_roll"
+    ),
+    post_roll: Annotated[float, typer.Option(help="Seconds of video after an alert.")] = default(WatchJob, "post_roll"),
+    realtime: Annotated[
+        bool, typer.Option(help="Play files at their native frame rate (default: as fast as they score).")
+    ] = default(WatchJob, "realtime"),
+    queue: Annotated[
+        int, typer.Option(help="Snippets that may wait per live source; when full the oldest is dropped.")
+    ] = default(WatchJob, "queue"),
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = default(WatchJob, "device"),
+    runtime: RuntimeOption = default(WatchJob, "runtime"),
+    precision: PrecisionOption = default(WatchJob, "precision"),
+) -> None:
+    """Score live video as it arrives and raise alerts. Every completed 16-frame snippet is scored at once
+    by the checkpoint's backbone(s) and head over a window of the most recent snippets (causal: no future
+    frames); JSON lines go to stdout or --events: `score` per snippet, `alert_open`/`alert_close` (start, end,
+    peak), `clip`, `source` (connected, lost, reconnected), and a `summary` at the end or on Ctrl-C. Sources
+    share one model; a live source never queues more than --queue snippets (the oldest are skipped and
+    counted); broken streams are reopened with backoff."""
+    job = {
+        "sources": sources,
+        "checkpoint": _optional(checkpoint),
+        "threshold": threshold,
+        "release": release,
+        "min_duration": min_duration,
+        "window": window,
+        "events": _optional(events),
+        "webhook": webhook,
+        "record": _optional(record),
+        "pre_roll": pre_roll,
+        "post_roll": post_roll,
+        "realtime": realtime,
+        "queue": queue,
+        "duration": duration,
+        "device": device,
+        "runtime": runtime,
+        "precision": precision,
+    }
+    summary = watch_command.run(
+        from_dict(WatchJob, job, "watch options"), report=lambda line: typer.echo(line, err=True)
+    )
+    latency = f"latency p50 {summary['latency_ms_p50']} ms, p95 {summary['latency_ms_p95']} ms"
+    for source, counts in summary["sources"].items():
+        typer.echo(
+            f"{source}: {counts['snippets_scored']} snippets scored, {counts['snippets_skipped']} skipped, "
+            f"{counts['alerts']} alert(s), {counts['reconnections']} reconnection(s)", err=True,
+        )  # fmt: skip
+    typer.echo(f"stopped by {summary['stopped_by']} after {summary['seconds']} s; {latency}", err=True)
 
 
 @app.command()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dakd import paths
-from dakd.timeline import DEFAULT_SNIPPET_FRAMES
+from dakd.timeline import DEFAULT_SEGMENTS, DEFAULT_SNIPPET_FRAMES
 from dakd.training import TrainConfig
 from extractors.crops import CropMode
 from extractors.runtime import Precision, Runtime
@@ -97,7 +97,7 @@ class ScoreJob:
     out: str = "scores"
     annotations: str | None = None
     overlay: bool = False
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the checkpoint's calibration, else 0.5
     crops: CropMode | None = None  # None: the crop mode the checkpoint was trained on ("full" or centre)
     mapping: Literal["snippets", "segments"] = "snippets"
     device: str = "auto"
@@ -105,6 +105,43 @@ class ScoreJob:
     precision: Precision = "auto"
     batch_size: int = 16
     weights: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CalibrateJob:
+    """``dakd calibrate``: the threshold that gives a false-alarm rate on normal videos."""
+
+    videos: tuple[str, ...] = ()
+    checkpoint: str | None = None  # default: the newest student.pt under ./runs
+    false_alarm_rate: float = 0.01
+    window: int = DEFAULT_SEGMENTS  # the live scorer's window (dakd watch), for the live threshold
+    device: str = "auto"
+    runtime: Runtime = "auto"
+    precision: Precision = "auto"
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class WatchJob:
+    """``dakd watch``: live sources scored as they arrive, with alerts."""
+
+    sources: tuple[str, ...] = ()
+    checkpoint: str | None = None  # default: the newest student.pt under ./runs
+    threshold: float | None = None  # None: the checkpoint's live calibration, else 0.5
+    release: float | None = None  # an alert closes below this (None: threshold - 0.1)
+    min_duration: float = 1.0  # seconds above the threshold before an alert opens
+    window: int = DEFAULT_SEGMENTS  # snippets the causal scorer looks back
+    events: str | None = None  # JSON lines file (appended); None: standard output
+    webhook: str | None = None  # POST every alert event here (JSON)
+    record: str | None = None  # folder for each alert's clip (mp4) and score plot (png)
+    pre_roll: float = 5.0  # seconds of video kept before an alert
+    post_roll: float = 3.0  # seconds of video after it
+    realtime: bool = False  # files: play at their native frame rate, as a camera would
+    queue: int = 2  # snippets that may wait per source before the oldest is dropped
+    duration: float | None = None  # stop after this many seconds (None: until the sources end or a signal)
+    device: str = "auto"
+    runtime: Runtime = "auto"
+    precision: Precision = "auto"
 
 
 @dataclass(frozen=True)

@@ -11,32 +11,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dakd import paths
+from dakd.alerts import resolve_threshold
 from dakd.annotations import read_annotations, video_name
-from dakd.checkpoint import load_checkpoint
+from dakd.checkpoint import load_checkpoint, newest_checkpoint
 from dakd.devices import choose_device
-from dakd.errors import DakdError, VideoError
+from dakd.errors import VideoError
 from dakd.files import atomic_write, write_json
 from dakd.plots import plot_scores
-from dakd.scoring import frame_scores
 from dakd.timeline import DEFAULT_SEGMENTS, frame_times, true_intervals
 from extractors.backbones import checkpoint_backbones
-from extractors.engine import extract_video
+from extractors.engine import score_video
 from extractors.runtime import choose_execution, prepare
 from extractors.video_io import VideoReader, discover_videos, write_video
 from pipelines.jobs import ScoreJob
-
-
-def default_checkpoint(runs: Path = paths.DEFAULT_RUNS) -> Path:
-    """The newest ``student.pt`` under ``runs`` (then the newest ``teacher.pt``)."""
-    for name in ("student.pt", "teacher.pt"):
-        found = sorted(runs.rglob(name), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
-        if found:
-            return found[-1]
-    raise DakdError(
-        f"no checkpoint given and none under {runs}/: train one (dakd train-teacher, then dakd distill) "
-        "or pass --checkpoint PATH"
-    )
 
 
 def write_scores_csv(path: Path, times: np.ndarray, scores: np.ndarray) -> None:
@@ -73,7 +60,7 @@ def overlay_frames(reader: VideoReader, scores: np.ndarray, threshold: float) ->
 
 
 def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]:
-    checkpoint = Path(job.checkpoint) if job.checkpoint else default_checkpoint()
+    checkpoint = Path(job.checkpoint) if job.checkpoint else newest_checkpoint()
     if not job.checkpoint:
         report(f"using the newest checkpoint: {checkpoint}")
     model, meta = load_checkpoint(checkpoint)
@@ -90,24 +77,26 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
     out = Path(job.out)
     results = []
     segments = meta["train_config"].get("segments", DEFAULT_SEGMENTS)
+    threshold, origin = resolve_threshold(job.threshold, checkpoint)
+    report(f"threshold {threshold:.4f}: {origin}")
     # Score the way the model saw its training features: the whole frame, or (any crop count) the centre.
     crops = job.crops if job.crops is not None else ("full" if meta["crops"] == "full" else 1)
     for video_id, path in videos.items():
         started = time.perf_counter()
         try:
             with VideoReader(path) as reader:
-                features = extract_video(
-                    reader, backbones, device, meta["snippet_frames"], crops, job.batch_size, execution
-                )
+                scores = score_video(
+                    reader, model, backbones, device, meta["snippet_frames"], crops, job.batch_size, execution,
+                    job.mapping, segments,
+                )  # fmt: skip
                 n_frames, fps = reader.n_decoded, reader.fps
-            scores = frame_scores(model, features, n_frames, meta["snippet_frames"], job.mapping, segments, device)
         except VideoError as error:
             report(f"FAILED {path}: {error.reason}")
             results.append({"video": video_id, "error": error.reason})
             continue
         seconds = time.perf_counter() - started
         times = frame_times(n_frames, fps)
-        intervals = true_intervals(scores >= job.threshold)
+        intervals = true_intervals(scores >= threshold)
         annotation = annotations.get(video_id) or annotations.get(video_name(video_id))
         truth = annotation.frame_labels(n_frames) if annotation else None
         base = out / video_id
@@ -123,7 +112,7 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
             "backbones": list(meta["backbones"]),
             "crops": crops,
             **execution.record(),
-            "threshold": job.threshold,
+            "threshold": threshold,
             "intervals": [
                 {
                     "start_frame": start + 1,  # 1-based, inclusive, as the annotations
@@ -140,12 +129,12 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
         }
         write_json(base.with_suffix(".json"), record)
         title = f"{video_id} ({meta['kind']}: {'+'.join(meta['backbones'])})"
-        plot_scores(base.with_suffix(".png"), times, scores, job.threshold, intervals, truth, title)
+        plot_scores(base.with_suffix(".png"), times, scores, threshold, intervals, truth, title)
         outputs = [base.with_suffix(s) for s in (".csv", ".json", ".png")]
         if job.overlay:
             overlay = base.with_name(base.name + "_overlay.mp4")
             with VideoReader(path) as reader:
-                write_video(overlay, overlay_frames(reader, scores, job.threshold), fps=fps)
+                write_video(overlay, overlay_frames(reader, scores, threshold), fps=fps)
             outputs.append(overlay)
         record["outputs"] = [str(p) for p in outputs]
         results.append(record)

@@ -9,13 +9,14 @@ For an OpenVINO export: `openvino.Core().compile_model(f"{folder}/model.xml", "C
 
 import json
 import sys
+from pathlib import Path
 
 import av
 import numpy as np
 import onnxruntime
 
 folder, video = sys.argv[1], sys.argv[2]
-spec = json.load(open(f"{folder}/export.json"))
+spec = json.loads(Path(folder, "export.json").read_text())
 contract, length = spec["preprocessing"], spec["snippet_frames"]
 session = onnxruntime.InferenceSession(f"{folder}/{spec['model']}")
 
