@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -30,3 +31,13 @@ def random_weight_warnings(cache: FeatureCache, backbones: tuple[str, ...]) -> l
         for name in backbones
         if cache.has_random_weights(name)
     ]
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB (Linux's VmHWM), or None where /proc does not tell."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    line = next((line for line in status.splitlines() if line.startswith("VmHWM:")), None)
+    return int(line.split()[1]) / 1024 if line else None

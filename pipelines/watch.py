@@ -33,6 +33,7 @@ from extractors.backbones import checkpoint_backbones
 from extractors.engine import snippet_features
 from extractors.runtime import choose_execution, prepare
 from extractors.stream import END, LiveSource
+from pipelines.common import peak_rss_mb
 from pipelines.jobs import WatchJob
 
 HISTORY_SECONDS = 600.0  # scores kept per source for the plots of alert clips
@@ -215,6 +216,7 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
                 for s in sources
             },
             "stopped_by": "signal" if stop.is_set() else "duration" if active else "end of sources",
+            "peak_rss_mb": peak_rss_mb(),
         }
         emit(summary)
         if webhook:
