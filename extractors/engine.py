@@ -10,16 +10,21 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from dakd.checkpoint import load_checkpoint, newest_checkpoint
+from dakd.devices import choose_device
 from dakd.models import AnomalyModel
 from dakd.scoring import Mapping, frame_scores
 from dakd.timeline import DEFAULT_SEGMENTS, DEFAULT_SNIPPET_FRAMES, stream_snippets
+from extractors.backbones import checkpoint_backbones
 from extractors.crops import CropMode, crop_count
 from extractors.registry import Backbone
-from extractors.runtime import Execution, autocast
+from extractors.runtime import Execution, autocast, choose_execution, prepare
 from extractors.video_io import VideoReader
 
 DECODE_FRAMES = 64  # frames decoded per step: bounds raw-frame memory whatever the video length
@@ -157,16 +162,55 @@ def snippet_features(
 
 def score_video(
     reader: VideoReader,
-    model: AnomalyModel,
-    backbones: dict[str, Backbone],
-    device: torch.device,
-    snippet_frames: int,
-    crops: CropMode,
-    batch_size: int,
-    execution: Execution,
+    loaded: LoadedCheckpoint,
+    batch_size: int = 16,
+    crops: CropMode | None = None,
     mapping: Mapping = "snippets",
-    segments: int = DEFAULT_SEGMENTS,
 ) -> np.ndarray:
-    """Per-frame scores ``[n_frames]`` of one opened video: its backbones' features, then the model."""
-    features = extract_video(reader, backbones, device, snippet_frames, crops, batch_size, execution)
-    return frame_scores(model, features, reader.n_decoded, snippet_frames, mapping, segments, device)
+    """Per-frame scores ``[n_frames]`` of one opened video: the checkpoint's backbones, then its model
+    (``crops``: the checkpoint's own mode unless given)."""
+    snippet_frames = loaded.meta["snippet_frames"]
+    crops = loaded.crops if crops is None else crops
+    features = extract_video(
+        reader, loaded.backbones, loaded.device, snippet_frames, crops, batch_size, loaded.execution
+    )
+    return frame_scores(
+        loaded.model, features, reader.n_decoded, snippet_frames, mapping, loaded.segments, loaded.device
+    )
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint ready to score video: its model, its backbones (same weights and preprocessing) under a
+    runtime, and how it saw its training features (crop mode, segments)."""
+
+    path: Path
+    model: AnomalyModel
+    meta: dict
+    backbones: dict[str, Backbone]
+    device: torch.device
+    execution: Execution
+    crops: CropMode  # the whole frame if it was trained on whole frames, else the centre crop
+    segments: int
+
+
+def load_for_scoring(
+    path: str | Path | None,
+    device: str = "auto",
+    runtime: str = "auto",
+    precision: str = "auto",
+    weights: dict[str, str] | None = None,
+) -> LoadedCheckpoint:
+    """Load ``path`` (default: the newest student under ./runs) with its backbones for ``score``, ``watch``
+    and ``calibrate``."""
+    path = Path(path) if path else newest_checkpoint()
+    model, meta = load_checkpoint(path)
+    target = choose_device(device)
+    execution = choose_execution(runtime, precision, target)
+    backbones = {
+        name: prepare(backbone, execution, name)
+        for name, backbone in checkpoint_backbones(meta, target, weights).items()
+    }
+    crops = "full" if meta["crops"] == "full" else 1
+    segments = meta["train_config"].get("segments", DEFAULT_SEGMENTS)
+    return LoadedCheckpoint(path, model.to(target), meta, backbones, target, execution, crops, segments)

@@ -13,15 +13,11 @@ from tqdm import tqdm
 
 from dakd.alerts import resolve_threshold
 from dakd.annotations import read_annotations, video_name
-from dakd.checkpoint import load_checkpoint, newest_checkpoint
-from dakd.devices import choose_device
 from dakd.errors import VideoError
 from dakd.files import atomic_write, write_json
 from dakd.plots import plot_scores
-from dakd.timeline import DEFAULT_SEGMENTS, frame_times, true_intervals
-from extractors.backbones import checkpoint_backbones
-from extractors.engine import score_video
-from extractors.runtime import choose_execution, prepare
+from dakd.timeline import frame_times, true_intervals
+from extractors.engine import load_for_scoring, score_video
 from extractors.video_io import VideoReader, discover_videos, write_video
 from pipelines.jobs import ScoreJob
 
@@ -60,35 +56,24 @@ def overlay_frames(reader: VideoReader, scores: np.ndarray, threshold: float) ->
 
 
 def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]:
-    checkpoint = Path(job.checkpoint) if job.checkpoint else newest_checkpoint()
+    loaded = load_for_scoring(job.checkpoint, job.device, job.runtime, job.precision, job.weights)
+    checkpoint, meta = loaded.path, loaded.meta
     if not job.checkpoint:
         report(f"using the newest checkpoint: {checkpoint}")
-    model, meta = load_checkpoint(checkpoint)
-    device = choose_device(job.device)
-    model.to(device)
-    execution = choose_execution(job.runtime, job.precision, device)
-    backbones = {
-        name: prepare(model, execution, name) for name, model in checkpoint_backbones(meta, device, job.weights).items()
-    }
     annotations = read_annotations(job.annotations) if job.annotations else {}
     videos, missing = discover_videos(job.videos)
     for item, reason in missing:
         report(f"FAILED {item}: {reason}")
     out = Path(job.out)
     results = []
-    segments = meta["train_config"].get("segments", DEFAULT_SEGMENTS)
     threshold, origin = resolve_threshold(job.threshold, checkpoint)
     report(f"threshold {threshold:.4f}: {origin}")
-    # Score the way the model saw its training features: the whole frame, or (any crop count) the centre.
-    crops = job.crops if job.crops is not None else ("full" if meta["crops"] == "full" else 1)
+    crops = loaded.crops if job.crops is None else job.crops
     for video_id, path in videos.items():
         started = time.perf_counter()
         try:
             with VideoReader(path) as reader:
-                scores = score_video(
-                    reader, model, backbones, device, meta["snippet_frames"], crops, job.batch_size, execution,
-                    job.mapping, segments,
-                )  # fmt: skip
+                scores = score_video(reader, loaded, job.batch_size, crops, job.mapping)
                 n_frames, fps = reader.n_decoded, reader.fps
         except VideoError as error:
             report(f"FAILED {path}: {error.reason}")
@@ -111,7 +96,7 @@ def run(job: ScoreJob, report: Callable[[str], None] = tqdm.write) -> list[dict]
             "checkpoint_kind": meta["kind"],
             "backbones": list(meta["backbones"]),
             "crops": crops,
-            **execution.record(),
+            **loaded.execution.record(),
             "threshold": threshold,
             "intervals": [
                 {

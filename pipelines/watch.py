@@ -24,14 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from dakd.alerts import AlertPolicy, AlertTracker, resolve_threshold
-from dakd.checkpoint import load_checkpoint, newest_checkpoint
-from dakd.devices import choose_device
 from dakd.errors import DakdError, first_line
 from dakd.plots import plot_scores
 from dakd.scoring import CausalScorer
-from extractors.backbones import checkpoint_backbones
-from extractors.engine import snippet_features
-from extractors.runtime import choose_execution, prepare
+from extractors.engine import load_for_scoring, snippet_features
 from extractors.stream import END, LiveSource
 from pipelines.common import peak_rss_mb
 from pipelines.jobs import WatchJob
@@ -93,12 +89,8 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
     """Watch ``job.sources`` until they end, ``job.duration`` passes, or SIGINT/SIGTERM; returns the summary."""
     if not job.sources:
         raise DakdError("no sources given: pass stream URLs, camera devices or video files")
-    checkpoint = Path(job.checkpoint) if job.checkpoint else newest_checkpoint()
-    model, meta = load_checkpoint(checkpoint)
-    device = choose_device(job.device)
-    execution = choose_execution(job.runtime, job.precision, device)
-    backbones = {name: prepare(m, execution, name) for name, m in checkpoint_backbones(meta, device).items()}
-    crops = "full" if meta["crops"] == "full" else 1
+    loaded = load_for_scoring(job.checkpoint, job.device, job.runtime, job.precision)
+    checkpoint, model, meta, device, execution = loaded.path, loaded.model, loaded.meta, loaded.device, loaded.execution
     threshold, origin = resolve_threshold(job.threshold, checkpoint, "live_threshold")
     policy = AlertPolicy(threshold, job.release, job.min_duration)
     report(f"watching {len(job.sources)} source(s) with {checkpoint} ({'+'.join(model.names)}, {execution.runtime} "
@@ -118,7 +110,7 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
         )
         for url in job.sources
     ]
-    scorers = {s.url: CausalScorer(model.to(device), job.window, device) for s in sources}
+    scorers = {s.url: CausalScorer(model, job.window, device) for s in sources}
     trackers = {s.url: AlertTracker(policy) for s in sources}
     history: dict[str, deque] = {s.url: deque() for s in sources}
     alerts: dict[str, int] = defaultdict(int)
@@ -177,7 +169,7 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
                 by_shape[snippet.frames.shape].append((source, snippet))
             for group in by_shape.values():  # one forward pass per backbone for every source of this frame size
                 frames = np.stack([snippet.frames for _, snippet in group])
-                features = snippet_features(backbones, frames, device, crops, execution)
+                features = snippet_features(loaded.backbones, frames, device, loaded.crops, execution)
                 for index, (source, snippet) in enumerate(group):
                     score = scorers[source.url].push({name: array[0, index] for name, array in features.items()})
                     latency = time.monotonic() - snippet.arrived

@@ -20,14 +20,12 @@ from typer.testing import CliRunner
 from dakd.checkpoint import load_checkpoint
 from dakd.scoring import causal_snippet_scores
 from extractors.backbones import create_backbone
-from extractors.engine import extract_video, score_video
-from extractors.runtime import Execution
+from extractors.engine import extract_video, load_for_scoring, score_video
 from extractors.stream import END, LiveSource, Snippet
 from extractors.video_io import VideoReader, write_video
 from pipelines.cli import app
 from pipelines.demo import make_video
 
-TORCH = Execution("torch", "fp32")
 FPS = 10.0
 FRAMES = 96
 SERVER = """
@@ -121,11 +119,11 @@ def test_calibration_gives_its_false_alarm_rate_and_score_uses_it(scene, tmp_pat
     assert "stored in" in result.output and calibration["false_alarm_rate"] == 0.05 and len(calibration["videos"]) == 4
     result = invoke("score", normals[0], "--checkpoint", checkpoint, "--out", tmp_path)
     assert f"threshold {calibration['threshold']:.4f}: calibrated for a 5 % false-alarm rate" in result.output
-    model, meta = load_checkpoint(checkpoint)
+    loaded = load_for_scoring(checkpoint, "cpu", "torch", "fp32")
     scores = []
     for video in normals:
         with VideoReader(video) as reader:
-            scores.append(score_video(reader, model, {"flow": create_backbone("flow")}, "cpu", 16, "full", 16, TORCH))
+            scores.append(score_video(reader, loaded))
     scores = np.concatenate(scores)
     assert np.mean(scores >= calibration["threshold"]) <= 0.05
     assert np.mean(scores >= np.nextafter(np.float32(calibration["threshold"]), 0)) > 0.05  # the lowest one
