@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dakd.checkpoint import load_checkpoint
-from dakd.errors import DakdError
+from dakd.errors import DakdError, first_line
 from dakd.files import write_json
 from dakd.models import AnomalyModel
 from extractors.backbones import checkpoint_backbones
@@ -59,6 +59,32 @@ def clip_shape(backbone: Backbone, meta: dict, frame_size: str | None) -> list[i
     return list(backbone.preprocess(example, crops).shape[2:])
 
 
+def convert(scorer: ClipScorer, example: torch.Tensor, shape: list[int], format: str, out: Path) -> Path:
+    """Write ``scorer`` as ``out/model.onnx`` or ``out/model.xml`` (+ .bin), with a dynamic snippet count."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape arithmetic is fixed by the clip shape
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter (dynamo=False) is deprecated
+        if format == "onnx":
+            path = out / "model.onnx"
+            torch.onnx.export(
+                scorer,
+                (example,),
+                str(path),
+                input_names=["clips"],
+                output_names=["scores"],
+                dynamic_axes={"clips": {0: "snippets"}, "scores": {0: "snippets"}},
+                opset_version=17,
+                dynamo=False,
+            )
+            return path
+        import openvino
+
+        path = out / "model.xml"
+        converted = openvino.convert_model(scorer, example_input=example, input=[(-1, *shape)])
+        openvino.save_model(converted, path, compress_to_fp16=False)
+        return path
+
+
 def run(job: ExportJob) -> ExportSummary:
     checkpoint = Path(job.checkpoint)
     head, meta = load_checkpoint(checkpoint)
@@ -75,26 +101,10 @@ def run(job: ExportJob) -> ExportSummary:
     example = torch.randn(3, *shape)
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape arithmetic is fixed by the clip shape
-        if job.format == "onnx":
-            model_path = out / "model.onnx"
-            torch.onnx.export(
-                scorer,
-                (example,),
-                str(model_path),
-                input_names=["clips"],
-                output_names=["scores"],
-                dynamic_axes={"clips": {0: "snippets"}, "scores": {0: "snippets"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        else:
-            import openvino
-
-            model_path = out / "model.xml"
-            converted = openvino.convert_model(scorer, example_input=example, input=[(-1, *shape)])
-            openvino.save_model(converted, model_path, compress_to_fp16=False)
+    try:
+        model_path = convert(scorer, example, shape, job.format, out)
+    except (ImportError, RuntimeError, ValueError) as error:  # a missing converter or an unsupported operation
+        raise DakdError(f"{checkpoint}: cannot export as {job.format} ({first_line(error)})") from None
     backbone_record = meta["backbones"][name]
     description = {
         "format": job.format,
