@@ -155,7 +155,7 @@ def extract(
         int | None,
         typer.Option(
             help="Image backbones (clip, efficientnet_lite0): frames per snippet, 1 = the centre frame, k = the mean "
-            "embedding of k evenly spaced frames (default: each backbone's own, clip 1, efficientnet_lite0 4)."
+            "embedding of k evenly spaced frames (default: each backbone's own, clip 1, efficientnet_lite0 16)."
         ),
     ] = default(ExtractConfig, "image_frames"),
     device: Annotated[str, typer.Option(help="auto (GPU when present), cpu, cuda or cuda:N.")] = default(
