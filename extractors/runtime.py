@@ -147,6 +147,7 @@ class OpenVINOBackbone(Backbone):
             # only one this model serves.
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace, which OpenVINO uses, is deprecated
                 converted = openvino.convert_model(self.model, example_input=example[:1], input=[(-1, *shape)])
             tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xml")  # processes may convert at once
             openvino.save_model(converted, tmp, compress_to_fp16=False)

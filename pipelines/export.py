@@ -64,6 +64,7 @@ def convert(scorer: ClipScorer, example: torch.Tensor, shape: list[int], format:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape arithmetic is fixed by the clip shape
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter (dynamo=False) is deprecated
+        warnings.simplefilter("ignore", FutureWarning)  # and so is torch.jit.trace, which OpenVINO uses
         if format == "onnx":
             path = out / "model.onnx"
             torch.onnx.export(
