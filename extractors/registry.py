@@ -117,6 +117,12 @@ class BackboneEntry:
     summary: str
     options: dict[str, Any]  # the builder's options and their defaults
     test_variant: bool
+    weights_of: str | None = None  # another backbone whose weights file this one uses (its cache entry)
+
+    @property
+    def weights_key(self) -> str:
+        """The name the weights cache files this backbone's weights under."""
+        return self.weights_of or self.name
 
     @property
     def parameter_free(self) -> bool:
@@ -135,6 +141,7 @@ def register_backbone(
     summary: str,
     options: dict[str, Any] | None = None,
     test_variant: bool = False,
+    weights_of: str | None = None,
 ) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
     """Decorator that registers ``builder(contract, **options)``; a name can be registered once."""
 
@@ -143,7 +150,9 @@ def register_backbone(
             raise ValueError(f"backbone {name!r} is registered twice ({REGISTRY[name].builder.__module__})")
         if weights is None and not test_variant and not contract.definition:
             raise ValueError(f"backbone {name!r}: a parameter-free feature needs its contract's definition")
-        REGISTRY[name] = BackboneEntry(name, builder, contract, weights, summary, dict(options or {}), test_variant)
+        REGISTRY[name] = BackboneEntry(
+            name, builder, contract, weights, summary, dict(options or {}), test_variant, weights_of
+        )
         return builder
 
     return decorate

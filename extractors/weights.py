@@ -83,7 +83,7 @@ def store_in_cache(entry: BackboneEntry, source: Path, description: str) -> Path
         target = paths.weights_dir() / (Path(spec.file_name).stem + source.suffix)
         with open(source, "rb") as original:
             atomic_write(target, lambda handle: shutil.copyfileobj(original, handle), mode="wb")
-    record_in_cache(entry.name, target, description)
+    record_in_cache(entry.weights_key, target, description)
     return target
 
 
@@ -190,12 +190,12 @@ def resolve_weights(
         return ResolvedWeights(backbone, explicit, "explicit", sha, verified=True if matches else None)
 
     searched = [f"--weights {backbone}=PATH (not given)"]
-    recorded = read_manifest().get(backbone)
+    recorded = read_manifest().get(entry.weights_key)
     cached = paths.weights_dir() / (recorded["path"] if recorded else spec.file_name)
     searched.append(str(cached))
     if cached.is_file():
         if recorded is None:  # a file copied into the cache by hand: record it now
-            recorded = record_in_cache(backbone, cached, source="copied into the cache")
+            recorded = record_in_cache(entry.weights_key, cached, source="copied into the cache")
         return _verify(backbone, cached, recorded["sha256"], "dakd-cache")
     for location in spec.known_locations():
         searched.append(str(location))
@@ -216,7 +216,9 @@ def resolve_weights(
         except (OSError, RuntimeError, ValueError) as error:  # network and hub errors
             download_note = f"download from {spec.source} failed: {first_line(error)}"
         else:
-            recorded = read_manifest().get(backbone) or record_in_cache(backbone, downloaded, source=spec.source)
+            recorded = read_manifest().get(entry.weights_key) or record_in_cache(
+                entry.weights_key, downloaded, source=spec.source
+            )
             return _verify(backbone, downloaded, recorded["sha256"], "download")
     raise DakdError(
         f"no weights for backbone {backbone!r}: expected {spec.file_name}; searched {', '.join(searched)}; "

