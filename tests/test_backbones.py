@@ -148,7 +148,9 @@ def test_registration_is_data_and_mistakes_are_errors():
 
 def test_i3d_max_pools_the_same_network_over_space_and_shares_i3ds_weights():
     mean, maximum = create_backbone("i3d", weights="random"), create_backbone("i3d_max", weights="random")
-    assert REGISTRY["i3d_max"].weights_key == "i3d" and maximum.weights_record["sha256"] == mean.weights_record["sha256"]
+    assert (
+        REGISTRY["i3d_max"].weights_key == "i3d" and maximum.weights_record["sha256"] == mean.weights_record["sha256"]
+    )
     x = torch.randn(1, 3, 16, 64, 96)
     with torch.no_grad():
         grid = mean.mixed_5c(x)  # [1, 1024, 2, 2, 3]
