@@ -48,6 +48,10 @@ class ModelConfig:
     dropout: float = 0.1
     head_hidden: tuple[int, ...] = (128, 32)
     head_dropout: float = 0.6
+    # Training only: each backbone's projected features are zeroed for a whole video with this probability
+    # (independently per video and backbone, one backbone always kept), so that no view can carry the
+    # Teacher alone and a weak view cannot drown a strong one.
+    view_dropout: float = 0.0
 
 
 @dataclass
@@ -187,11 +191,23 @@ class AnomalyModel(nn.Module):
         head.append(nn.Linear(width, 1))
         self.head = nn.Sequential(*head)
 
+    def drop_views(self, hidden: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Zero each video's projected features of a backbone with probability ``view_dropout`` (``[B, S, d]``)."""
+        first = next(iter(hidden.values()))
+        keep = torch.rand(first.shape[0], len(self.names), device=first.device) >= self.config.view_dropout
+        lost = ~keep.any(dim=1)  # a video that lost every view keeps one, at random
+        if lost.any():
+            pick = torch.randint(len(self.names), (int(lost.sum()),), device=first.device)
+            keep[lost] = torch.nn.functional.one_hot(pick, len(self.names)).bool()
+        return {n: h * keep[:, i, None, None].to(h.dtype) for i, (n, h) in enumerate(hidden.items())}
+
     def forward(self, features: dict[str, torch.Tensor], return_attention: bool = False) -> ModelOutput:
         missing = set(self.names) - set(features)
         if missing:
             raise KeyError(f"features of backbone(s) {sorted(missing)} are needed")
         hidden = {n: self.projection[n](features[n]) for n in self.names}
+        if self.training and self.config.view_dropout > 0 and len(self.names) > 1:
+            hidden = self.drop_views(hidden)
         attention = None
         for layer in self.layers:
             hidden, attention = layer(hidden, self.position_table)

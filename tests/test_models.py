@@ -108,3 +108,22 @@ def test_the_model_does_not_depend_on_the_batch():
         together = model(x).scores
         alone = model({k: v[2:3] for k, v in x.items()}).scores
     torch.testing.assert_close(together[2:3], alone)
+
+
+def test_view_dropout_zeroes_whole_views_of_a_video_keeps_one_and_only_in_training():
+    torch.manual_seed(0)
+    model = AnomalyModel({"i3d": 6, "clip": 4, "flow": 3}, ModelConfig(width=8, heads=2, view_dropout=1.0))
+    hidden = {n: torch.ones(64, 5, 8) for n in ("i3d", "clip", "flow")}
+    dropped = model.drop_views(hidden)
+    kept = torch.stack([dropped[n][:, 0, 0] for n in ("i3d", "clip", "flow")], dim=1)  # [videos, views]
+    assert torch.equal(kept.sum(1), torch.ones(64))  # p = 1: exactly one view survives, whole
+    assert all(torch.equal(dropped[n].amax(dim=(1, 2)), dropped[n].amin(dim=(1, 2))) for n in dropped)
+    half = AnomalyModel({"i3d": 6, "clip": 4}, ModelConfig(width=8, heads=2, view_dropout=0.5))
+    share = torch.stack(
+        [v[:, 0, 0] for v in half.drop_views({n: torch.ones(4000, 1, 8) for n in ("i3d", "clip")}).values()]
+    )
+    assert 0.55 < share.mean() < 0.72  # P(kept) = 0.5 + 0.25 * 0.5 (a video that lost both keeps one)
+    x = {"i3d": torch.randn(2, 7, 6), "clip": torch.randn(2, 7, 4), "flow": torch.randn(2, 7, 3)}
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).scores, model(x).scores)  # no dropping at inference
