@@ -1,8 +1,8 @@
 """The UCSD Ped2 benchmark: extract every view -> train Teachers and Students over several seeds on each
 split -> evaluate; writes the results table into docs/results.md (between its ``ped2`` markers).
 
-    python benchmarks/ped2.py --work runs/ped2                      # weak split + the five dev splits, 5 seeds
-    python benchmarks/ped2.py --work runs/ped2 --selection benchmarks/ped2_selection.yaml
+    python benchmarks/ped2.py --work runs/ped2 --selection benchmarks/ped2_selection.yaml   # docs/results.md
+    python benchmarks/ped2.py --work runs/ped2 --splits dev1,dev2,dev3,dev4,dev5 --seeds 0,1,2 --set KEY=VALUE
 
 Rows: the Teacher with every view, each view alone (a Teacher on it), the Student distilled from the
 Teacher, the same Student trained with the MIL loss only. Columns: the weak split (the reported number)
@@ -43,11 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ucsd-ped2"))
     parser.add_argument("--work", default="runs/ped2")
-    parser.add_argument("--views", default="i3d,efficientnet_lite0,flow", help="the Teacher's views")
-    parser.add_argument("--student", default=None, help="the Student's backbone (default: the student config's)")
+    parser.add_argument("--views", default="i3d_max,efficientnet_lite0,flow", help="the Teacher's views")
+    parser.add_argument(
+        "--students", default="efficientnet_lite0,flow", help="Student backbones, a row pair each (first: the default)"
+    )
     parser.add_argument("--crops", default="full")
     parser.add_argument("--splits", default=",".join(SPLITS))
     parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--selection-seeds", default="0,1,2", help="seeds of the --selection rows")
     parser.add_argument("--set", action="append", default=[], help="config override for every run, key=value")
     parser.add_argument("--selection", help="YAML of extra rows (dev-split comparisons that chose the defaults)")
     parser.add_argument("--out", default=str(REPO / "docs" / "results.md"))
@@ -64,15 +67,16 @@ def main() -> None:
 
     data, work = Path(args.data), Path(args.work)
     annotations = str(data / "annotations.csv")
-    student_config = load_config(TrainConfig, REPO / "configs" / "student.yaml")
-    student = args.student or student_config.backbones[0]
-    views, missing = real_views(tuple(args.views.split(",")))
-    if student not in views:
-        views, missing = real_views((*views, student))
+    students = tuple(args.students.split(","))
+    student = students[0]  # the Student of the selection rows
+    items = yaml.safe_load(Path(args.selection).read_text()) if args.selection else []
+    wanted = [*args.views.split(","), *students, *(b for item in items for b in item.get("backbones", []))]
+    views, missing = real_views(tuple(dict.fromkeys(wanted)))
     crops = parse_crop_mode(args.crops)
     cache = str(work / f"cache-{crops}")
 
-    extract_seconds = {}
+    timings = Path(cache) / "extraction-seconds.json"  # the time of the run that extracted, kept for reruns
+    extract_seconds = json.loads(timings.read_text()) if timings.exists() else {}
     for view in views:  # one view at a time, to time each
         started = time.perf_counter()
         summary = extract.run(
@@ -81,28 +85,28 @@ def main() -> None:
         )
         if summary.failed:
             raise SystemExit(f"extraction failed: {summary.failed}")
-        extract_seconds[view] = (time.perf_counter() - started, len(summary.extracted))
-        print(f"extract {view}: {extract_seconds[view][0]:.0f} s ({extract_seconds[view][1]} videos)", flush=True)
+        if summary.extracted:
+            extract_seconds[view] = [time.perf_counter() - started, len(summary.extracted)]
+            timings.write_text(json.dumps(extract_seconds))
+        print(f"extract {view}: {time.perf_counter() - started:.0f} s ({len(summary.extracted)} videos)", flush=True)
 
     teacher_views = tuple(v for v in views if v in args.views.split(","))
     rows = [Row("Teacher, all views", "teacher", teacher_views)]
     rows += [Row(f"Teacher on {view} alone", "teacher", (view,)) for view in teacher_views]
     mil_only = ["distill.prediction=false", "distill.feature=false"]
-    rows += [Row(f"Student ({student}), distilled", "student", (student,))]
-    rows += [Row(f"Student ({student}), MIL loss only", "student", (student,), mil_only)]
-    selection = []
-    if args.selection:
-        for item in yaml.safe_load(Path(args.selection).read_text()):
-            backbones = tuple(item.get("backbones", teacher_views if item["kind"] == "teacher" else (student,)))
-            selection.append(
-                Row(
-                    item["name"],
-                    item["kind"],
-                    backbones,
-                    list(item.get("set", [])),
-                    item.get("teacher", "Teacher, all views"),
-                )
-            )
+    for name in students:
+        rows += [Row(f"Student ({name}), distilled", "student", (name,))]
+        rows += [Row(f"Student ({name}), MIL loss only", "student", (name,), mil_only)]
+    selection = [
+        Row(
+            item["name"],
+            item["kind"],
+            tuple(item.get("backbones", teacher_views if item["kind"] == "teacher" else (student,))),
+            list(item.get("set", [])),
+            item.get("teacher", "Teacher, all views"),
+        )
+        for item in items
+    ]
 
     def run_dir(row_name: str, split: str, seed: int) -> Path:
         slug = "".join(c if c.isalnum() else "-" for c in row_name.lower()).strip("-")
@@ -146,10 +150,11 @@ def main() -> None:
 
     splits = args.splits.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
+    selection_seeds = [int(s) for s in args.selection_seeds.split(",")]
     results: dict[str, dict[str, list[dict]]] = {}
     for row in rows + selection:
         for split in splits if row in rows else [s for s in splits if s != "weak"]:
-            for seed in seeds:
+            for seed in seeds if row in rows else selection_seeds:
                 results.setdefault(row.name, {}).setdefault(split, []).append(run(row, split, seed))
 
     def weak(name: str) -> str:
@@ -179,14 +184,16 @@ def main() -> None:
         return lines
 
     command = "python benchmarks/ped2.py " + " ".join(sys.argv[1:])
-    extraction = ", ".join(f"{v} {s:.0f} s" for v, (s, _) in extract_seconds.items())
+    extraction = ", ".join(f"{v} {extract_seconds[v][0]:.0f} s" for v in views if v in extract_seconds)
     lines = [
         BEGIN,
-        f"`{command}` (crops: {crops}; seeds {args.seeds}; frame-level ROC AUC in %, mean ± standard deviation "
+        f"`{command}` (crops: {crops}; seeds {args.seeds}, selection rows {args.selection_seeds}; "
+        f"frame-level ROC AUC in %, mean ± standard deviation "
         f"over seeds; a dev-split mean is the mean over the five dev splits, per seed). Teacher views: "
         f"{', '.join(teacher_views)}"
         + (f"; left out (no weights here): {', '.join(missing)}" if missing else "")
-        + f". Extraction of the 28 videos on this machine: {extraction} (0 s when cached); train s is per run.",
+        + f". Extraction of the 28 videos on this machine: {extraction} (timed when first extracted); "
+        "train s is per run.",
         "",
         *table(rows),
         f"| RTFM (published; I3D-ResNet50, 10 crops) | {RTFM_PED2_AUC} | - |" + " - |" * len(dev_names) + " - |",

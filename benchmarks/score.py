@@ -6,7 +6,7 @@ Checkpoints for the timing are made on the spot (a few training steps on two sho
 the speed of `score` does not depend on how well a checkpoint was trained. Backbones whose weights are
 missing run with random weights (same cost). Example::
 
-    python benchmarks/score.py --minutes 1 --teacher i3d,efficientnet_lite0,flow --student i3d
+    python benchmarks/score.py --minutes 1 --teacher i3d_max,efficientnet_lite0,flow --students i3d,efficientnet_lite0
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def prepare(work: Path, teacher: list[str], student: str, crops: str) -> tuple[Path, Path]:
+def prepare(work: Path, teacher: list[str], students: list[str], crops: str) -> tuple[Path, dict[str, Path]]:
     sys.path.insert(0, str(REPO))
     from dakd.config import load_config
     from dakd.errors import DakdError
@@ -46,7 +46,8 @@ def prepare(work: Path, teacher: list[str], student: str, crops: str) -> tuple[P
             [["video", "label", "anomalous_frames"], ["v0", "normal", ""], ["v1", "anomalous", "1-48"]]
         )
     random = []
-    for name in teacher:
+    backbones = list(dict.fromkeys([*teacher, *students]))
+    for name in backbones:
         try:
             find_weights(name, allow_download=False)
         except DakdError:
@@ -55,7 +56,7 @@ def prepare(work: Path, teacher: list[str], student: str, crops: str) -> tuple[P
     extract.run(
         ExtractConfig(
             videos=(str(videos),),
-            backbones=tuple(teacher),
+            backbones=tuple(backbones),
             cache=cache,
             crops=parse_crop_mode(crops),
             random_weights=tuple(random),
@@ -69,15 +70,17 @@ def prepare(work: Path, teacher: list[str], student: str, crops: str) -> tuple[P
         cache=cache, out=str(work / "teacher"), train=load_config(TrainConfig, None, every_view), progress=False
     )
     teacher_path = Path(train_teacher.run(teacher_job, report=lambda m: None)["checkpoint"])
-    student_job = TrainJob(
-        cache=cache,
-        out=str(work / "student"),
-        teacher=str(teacher_path),
-        progress=False,
-        train=load_config(TrainConfig, None, [*few, f"backbones=[{student}]"]),
-    )
-    student_path = Path(distill.run(student_job, report=lambda m: None)["checkpoint"])
-    return teacher_path, student_path
+    student_paths = {}
+    for student in students:
+        student_job = TrainJob(
+            cache=cache,
+            out=str(work / f"student-{student}"),
+            teacher=str(teacher_path),
+            progress=False,
+            train=load_config(TrainConfig, None, [*few, f"backbones=[{student}]"]),
+        )
+        student_paths[student] = Path(distill.run(student_job, report=lambda m: None)["checkpoint"])
+    return teacher_path, student_paths
 
 
 def child(checkpoint: str, video: str, out: str, device: str) -> dict:
@@ -92,8 +95,8 @@ def child(checkpoint: str, video: str, out: str, device: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=1.0)
-    parser.add_argument("--teacher", default="i3d,efficientnet_lite0,flow")
-    parser.add_argument("--student", default="i3d")
+    parser.add_argument("--teacher", default="i3d_max,efficientnet_lite0,flow")
+    parser.add_argument("--students", default="i3d,efficientnet_lite0", help="one Student per backbone")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "dakd-bench-score"))
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as `dakd score --device`)")
     parser.add_argument("--runtimes", default="torch,openvino", help="runtimes to compare (as `--runtime`)")
@@ -112,13 +115,15 @@ def main() -> None:
         return
 
     work = Path(args.workdir)
-    teacher_path, student_path = prepare(work, args.teacher.split(","), args.student, args.crops)
+    teacher_path, student_paths = prepare(work, args.teacher.split(","), args.students.split(","), args.crops)
+    checkpoints = [*((f"student ({name})", name, path) for name, path in student_paths.items())]
+    checkpoints.append(("teacher", args.teacher.replace(",", "+"), teacher_path))
     video = make_video(Path(tempfile.gettempdir()) / "dakd-bench", args.minutes)
     rows = []
     for runtime in args.runtimes.split(","):
         for precision in args.precisions.split(","):
-            for kind, path in (("student", student_path), ("teacher", teacher_path)):
-                out = str(work / f"scores-{kind}")
+            for kind, backbones, path in checkpoints:
+                out = str(work / f"scores-{path.parent.name}")
                 command = [sys.executable, __file__, "--device", args.device, "--child", str(path), str(video), out]
                 # The first run converts the models for OpenVINO (kept on disk): run once untimed, as a user's
                 # first run, then time the second.
@@ -130,9 +135,8 @@ def main() -> None:
                     if done.returncode != 0:
                         raise SystemExit(done.stderr[-3000:])
                 result = json.loads(done.stdout.strip().splitlines()[-1])
-                rows.append((kind, runtime, precision, result))
+                rows.append((kind, backbones, runtime, precision, result))
                 print(f"{kind} {runtime} {precision}: {result}", flush=True)
-    backbones = {"student": args.student, "teacher": args.teacher.replace(",", "+")}
     lines = [
         "# Scoring benchmark",
         "",
@@ -144,9 +148,9 @@ def main() -> None:
         "| checkpoint | backbones | runtime | precision | seconds | x real time (> 1 = faster) | peak RSS MB |",
         "|---|---|---|---|---|---|---|",
     ]
-    for kind, runtime, precision, result in rows:
+    for kind, backbones, runtime, precision, result in rows:
         lines.append(
-            f"| {kind} | {backbones[kind]} | {runtime} | {precision} | {result['seconds']:.1f} | "
+            f"| {kind} | {backbones} | {runtime} | {precision} | {result['seconds']:.1f} | "
             f"{result['realtime_factor']:.2f} | {result['peak_rss_mb']:.0f} |"
         )
     text = "\n".join(lines) + "\n"

@@ -105,7 +105,8 @@ def online_vs_offline(checkpoint: str, cache: str, data: Path, window: int) -> t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="the checkpoint that watches the streams")
+    parser.add_argument("--ped2-checkpoint", help="the checkpoint of the Ped2 AUC comparison (default: --checkpoint)")
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the single-stream run")
     parser.add_argument("--streams", default="1,2,3,4", help="stream counts to try, 1 minute each")
     parser.add_argument(
@@ -131,10 +132,12 @@ def main() -> None:
         f"`python benchmarks/watch.py {' '.join(sys.argv[1:])}`: {machine('cpu')}; checkpoint `{args.checkpoint}`.",
     ]
     if args.ped2_cache:
-        offline, online = online_vs_offline(args.checkpoint, args.ped2_cache, Path(args.data), args.window)
+        ped2_checkpoint = args.ped2_checkpoint or args.checkpoint
+        offline, online = online_vs_offline(ped2_checkpoint, args.ped2_cache, Path(args.data), args.window)
         lines += [
             "",
-            f"UCSD Ped2 weak test split, frame ROC AUC: offline (`dakd evaluate`) {offline:.2f}, live causal scores "
+            f"UCSD Ped2 weak test split, checkpoint `{ped2_checkpoint}`, frame ROC AUC: "
+            f"offline (`dakd evaluate`) {offline:.2f}, live causal scores "
             f"(window {args.window} snippets, no future frame) {online:.2f}: difference {online - offline:+.2f}.",
         ]
         print(lines[-1], flush=True)

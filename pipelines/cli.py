@@ -30,6 +30,7 @@ from pipelines import score as score_command
 from pipelines import train_teacher as train_teacher_command
 from pipelines import watch as watch_command
 from pipelines.jobs import (
+    DEFAULT_STUDENT,
     AnnotationsJob,
     CalibrateJob,
     DemoConfig,
@@ -258,7 +259,7 @@ def train_teacher(
 def distill(
     teacher: Annotated[Path, typer.Option(help="Teacher checkpoint.")] = Path(default(TrainJob, "teacher")),
     backbone: Annotated[
-        str | None, typer.Option(help="The Student's backbone (default: i3d, or the config's).")
+        str | None, typer.Option(help=f"The Student's backbone (default: {DEFAULT_STUDENT}, or the config's).")
     ] = None,
     cache: CacheOption = DEFAULT_CACHE,
     annotations: AnnotationsOption = None,
@@ -273,7 +274,7 @@ def distill(
     """Train a single-backbone Student by bi-level distillation from a frozen Teacher:
     L = L_MIL + alpha * (L_pred + L_feat) (soft labels, and InfoNCE with temperature tau)."""
     if config is None and not backbone and not any((s or "").startswith("backbones=") for s in set_ or []):
-        backbone = "i3d"
+        backbone = DEFAULT_STUDENT
     summary = distill_command.run(_train_job(cache, annotations, split, out, config, set_, progress, teacher, backbone))
     typer.echo(
         f"student ({summary['backbones'][0]}) distilled from {summary['teacher']} on {summary['train_videos']} videos, "

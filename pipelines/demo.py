@@ -188,7 +188,7 @@ class DemoResult:
 
 Report = Callable[[str], None]
 # The demo's Teacher takes every one of these views whose real weights are on the machine (flow needs none).
-DEMO_VIEWS = ("i3d", "s3d", "clip", "efficientnet_lite0", "flow")
+DEMO_VIEWS = ("i3d_max", "s3d", "clip", "efficientnet_lite0", "flow")
 
 
 def real_views(candidates: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:

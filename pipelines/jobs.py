@@ -12,15 +12,18 @@ from dakd.training import TrainConfig
 from extractors.crops import CropMode
 from extractors.runtime import Precision, Runtime
 
+# The Student's backbone when none is named (chosen on the Ped2 dev splits, docs/results.md).
+DEFAULT_STUDENT = "efficientnet_lite0"
+
 
 @dataclass(frozen=True)
 class ExtractConfig:
     """``dakd extract`` (configs/extract.yaml mirrors it)."""
 
     videos: tuple[str, ...] = ()
-    backbones: tuple[str, ...] = ("i3d", "s3d", "clip")
+    backbones: tuple[str, ...] = ("i3d_max", "efficientnet_lite0", "flow")  # real weights offline (docs/results.md)
     cache: str = str(paths.DEFAULT_CACHE)
-    crops: CropMode = 1  # 1, 5, 10 or "full" (the whole frame, for fully convolutional backbones)
+    crops: CropMode = "full"  # 1, 5, 10 or "full" (the whole frame, for fully convolutional backbones)
     snippet_frames: int = DEFAULT_SNIPPET_FRAMES
     image_frames: int | None = None  # image backbones: frames per snippet (None: each one's own default)
     device: str = "auto"
@@ -167,7 +170,7 @@ class DemoConfig:
     frames: int = 96  # per video
     fps: float = 10.0
     backbones: tuple[str, ...] = ()  # the Teacher's views; empty: every one with real weights here
-    student: str = "i3d"
+    student: str = DEFAULT_STUDENT
     crops: CropMode = "full"
     runtime: Runtime = "auto"
     precision: Precision = "auto"

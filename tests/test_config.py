@@ -70,12 +70,12 @@ def test_shipped_configs_mirror_the_dataclasses_key_by_key():
     import yaml
 
     from dakd.training import TrainConfig
-    from pipelines.jobs import ExtractConfig
+    from pipelines.jobs import DEFAULT_STUDENT, ExtractConfig
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     expected = {
         "teacher.yaml": to_dict(TrainConfig()),
-        "student.yaml": {**to_dict(TrainConfig()), "backbones": ["i3d"]},
+        "student.yaml": {**to_dict(TrainConfig()), "backbones": [DEFAULT_STUDENT]},
         "extract.yaml": {k: v for k, v in to_dict(ExtractConfig()).items() if k != "videos"},  # an argument
     }
     for name, defaults in expected.items():
