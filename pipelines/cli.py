@@ -245,7 +245,7 @@ def train_teacher(
     progress: ProgressOption = True,
 ) -> None:
     """Train the Teacher: every cached backbone (or `backbones` in the config) fused by the Temporal
-    Aggregation Module, MIL ranking loss on 32-segment bags, video-level labels only."""
+    Aggregation Module, MIL ranking loss on segment bags, video-level labels only."""
     summary = train_teacher_command.run(_train_job(cache, annotations, split, out, config, set_, progress))
     typer.echo(
         f"teacher ({'+'.join(summary['backbones'])}) trained on {summary['train_videos']} videos, "
