@@ -79,9 +79,12 @@ class Walker:
         return (moved, self.y) if -20 <= moved <= WIDTH + 20 else None
 
 
-def make_video(rng: np.random.Generator, frames: int, fps: float, event: str | None) -> tuple[list[np.ndarray], tuple]:
-    """The frames of one video and its anomalous interval (1-based inclusive), or () for a normal video."""
-    base = background(rng)
+def make_video(
+    rng: np.random.Generator, frames: int, fps: float, event: str | None, base: np.ndarray | None = None
+) -> tuple[list[np.ndarray], tuple]:
+    """The frames of one video and its anomalous interval (1-based inclusive), or () for a normal video.
+    ``base``: the scene (one fixed camera: the same for every video of a dataset); a new one if None."""
+    base = background(rng) if base is None else base
     walkers = []
     for _ in range(rng.integers(3, 6)):
         direction = rng.choice([-1.0, 1.0])
@@ -152,6 +155,7 @@ def generate_dataset(config: DemoConfig, report: Callable[[str], None] = lambda 
     (root / "videos").mkdir(parents=True, exist_ok=True)
     (root / "splits").mkdir(exist_ok=True)
     rng = np.random.default_rng(config.seed)
+    scene = background(rng)  # one fixed camera: every video shows the same plaza
     annotations, splits = [], {"train": [], "test": []}
     plan = [
         ("train", None, config.train_normal),
@@ -163,7 +167,7 @@ def generate_dataset(config: DemoConfig, report: Callable[[str], None] = lambda 
         for index in range(count):
             event = EVENTS[index % len(EVENTS)] if kind else None
             name = f"{split}_{event or 'normal'}_{index:02d}"
-            frames, interval = make_video(rng, config.frames, config.fps, event)
+            frames, interval = make_video(rng, config.frames, config.fps, event, scene)
             if event and not interval:
                 raise DakdError(f"demo video {name}: its anomaly never became visible (seed {config.seed})")
             write_video(root / "videos" / f"{name}.mp4", frames, fps=config.fps)
