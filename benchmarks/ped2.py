@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--work", default="runs/ped2")
     parser.add_argument("--views", default="i3d_max,efficientnet_lite0,flow", help="the Teacher's views")
     parser.add_argument(
-        "--students", default="efficientnet_lite0,flow", help="Student backbones, a row pair each (first: the default)"
+        "--students", default="flow,efficientnet_lite0", help="Student backbones, a row pair each (first: the default)"
     )
     parser.add_argument("--crops", default="full")
     parser.add_argument("--splits", default=",".join(SPLITS))

@@ -6,7 +6,7 @@ Checkpoints for the timing are made on the spot (a few training steps on two sho
 the speed of `score` does not depend on how well a checkpoint was trained. Backbones whose weights are
 missing run with random weights (same cost). Example::
 
-    python benchmarks/score.py --minutes 1 --teacher i3d_max,efficientnet_lite0,flow --students i3d,efficientnet_lite0
+    python benchmarks/score.py --minutes 1 --teacher i3d_max,efficientnet_lite0,flow --students flow,i3d,efficientnet_lite0
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=1.0)
     parser.add_argument("--teacher", default="i3d_max,efficientnet_lite0,flow")
-    parser.add_argument("--students", default="i3d,efficientnet_lite0", help="one Student per backbone")
+    parser.add_argument("--students", default="flow,i3d,efficientnet_lite0", help="one Student per backbone")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "dakd-bench-score"))
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as `dakd score --device`)")
     parser.add_argument("--runtimes", default="torch,openvino", help="runtimes to compare (as `--runtime`)")

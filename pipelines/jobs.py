@@ -13,7 +13,7 @@ from extractors.crops import CropMode
 from extractors.runtime import Precision, Runtime
 
 # The Student's backbone when none is named (chosen on the Ped2 dev splits, docs/results.md).
-DEFAULT_STUDENT = "efficientnet_lite0"
+DEFAULT_STUDENT = "flow"
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,9 @@ def test_attention_maps_match_a_loop_implementation(switches):
     assert output.scores.shape == (1, 7)
     with torch.no_grad():  # the scores are the head's sigmoid of the fused features the model returns
         torch.testing.assert_close(output.scores, torch.sigmoid(model.head(output.features)).squeeze(-1))
-    assert output.features.shape == (1, 7, 3 * 8)
+    assert output.features.shape == (1, 7, 8)  # the mean of the three views (fusion="mean")
+    concat = AnomalyModel({"i3d": 5, "s3d": 4, "clip": 3}, replace(config, fusion="concat")).eval()
+    assert concat(inputs).features.shape == (1, 7, 3 * 8)
 
 
 def test_student_attention_has_no_cross_term_and_any_length_works():
