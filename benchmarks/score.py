@@ -6,7 +6,7 @@ Checkpoints for the timing are made on the spot (a few training steps on two sho
 the speed of `score` does not depend on how well a checkpoint was trained. Backbones whose weights are
 missing run with random weights (same cost). Example::
 
-    python benchmarks/score.py --minutes 1 --teacher i3d_max,efficientnet_lite0,flow --students flow,i3d,efficientnet_lite0
+    python benchmarks/score.py --minutes 1 --students flow,i3d,efficientnet_lite0
 """
 
 from __future__ import annotations
@@ -83,12 +83,13 @@ def prepare(work: Path, teacher: list[str], students: list[str], crops: str) -> 
     return teacher_path, student_paths
 
 
-def child(checkpoint: str, video: str, out: str, device: str) -> dict:
+def child(checkpoint: str, video: str, out: str, runtime: str, precision: str, device: str) -> dict:
     sys.path.insert(0, str(REPO))
     from pipelines.jobs import ScoreJob
     from pipelines.score import run
 
-    record = run(ScoreJob(videos=(video,), checkpoint=checkpoint, out=out, device=device), report=lambda m: None)[0]
+    job = ScoreJob(videos=(video,), checkpoint=checkpoint, out=out, device=device, runtime=runtime, precision=precision)
+    record = run(job, report=lambda m: None)[0]
     return {"seconds": record["seconds"], "realtime_factor": record["realtime_factor"], "frames": record["n_frames"]}
 
 
@@ -99,8 +100,11 @@ def main() -> None:
     parser.add_argument("--students", default="flow,i3d,efficientnet_lite0", help="one Student per backbone")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "dakd-bench-score"))
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as `dakd score --device`)")
-    parser.add_argument("--runtimes", default="torch,openvino", help="runtimes to compare (as `--runtime`)")
-    parser.add_argument("--precisions", default="fp32,bf16", help="precisions to compare (as `--precision`)")
+    parser.add_argument(
+        "--executions",
+        default="torch:fp32,torch:bf16,openvino:fp32,openvino:bf16",
+        help="runtime:precision pairs to compare (as `--runtime`, `--precision`)",
+    )
     parser.add_argument("--crops", default="full", help="the checkpoints' crop mode (as `dakd extract --crops`)")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmark-score.md"))
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
@@ -120,23 +124,23 @@ def main() -> None:
     checkpoints.append(("teacher", args.teacher.replace(",", "+"), teacher_path))
     video = make_video(Path(tempfile.gettempdir()) / "dakd-bench", args.minutes)
     rows = []
-    for runtime in args.runtimes.split(","):
-        for precision in args.precisions.split(","):
-            for kind, backbones, path in checkpoints:
-                out = str(work / f"scores-{path.parent.name}")
-                command = [sys.executable, __file__, "--device", args.device, "--child", str(path), str(video), out]
-                # The first run converts the models for OpenVINO (kept on disk): run once untimed, as a user's
-                # first run, then time the second.
-                for _ in range(2 if runtime == "openvino" else 1):
-                    done = subprocess.run(
-                        [*command, runtime, precision], capture_output=True, text=True,
-                        env={**os.environ, "DAKD_OFFLINE": "1"},
-                    )  # fmt: skip
-                    if done.returncode != 0:
-                        raise SystemExit(done.stderr[-3000:])
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                rows.append((kind, backbones, runtime, precision, result))
-                print(f"{kind} {runtime} {precision}: {result}", flush=True)
+    for execution in args.executions.split(","):
+        runtime, precision = execution.split(":")
+        for kind, backbones, path in checkpoints:
+            out = str(work / f"scores-{path.parent.name}")
+            command = [sys.executable, __file__, "--device", args.device, "--child", str(path), str(video), out]
+            # The first run converts the models for OpenVINO (kept on disk): run once untimed, as a user's
+            # first run, then time the second.
+            for _ in range(2 if runtime == "openvino" else 1):
+                done = subprocess.run(
+                    [*command, runtime, precision], capture_output=True, text=True,
+                    env={**os.environ, "DAKD_OFFLINE": "1"},
+                )  # fmt: skip
+                if done.returncode != 0:
+                    raise SystemExit(done.stderr[-3000:])
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append((kind, backbones, runtime, precision, result))
+            print(f"{kind} {runtime} {precision}: {result}", flush=True)
     lines = [
         "# Scoring benchmark",
         "",
