@@ -52,7 +52,10 @@ def watch_streams(checkpoint: str, count: int, seconds: float, work: Path, optio
     """Serve ``count`` streams for ``seconds`` and watch them all in one `dakd watch` process."""
     ports = [free_port() for _ in range(count)]
     servers = [
-        subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(seconds + 30), str(i), str(REPO / "benchmarks")])
+        subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(port), str(seconds + 30), str(i), str(REPO / "benchmarks")],
+            stderr=subprocess.DEVNULL,  # a broken pipe when the watcher leaves at --duration is expected
+        )
         for i, port in enumerate(ports)
     ]
     time.sleep(2.0)
@@ -69,7 +72,9 @@ def watch_streams(checkpoint: str, count: int, seconds: float, work: Path, optio
     peak = summary["peak_rss_mb"]
     scored = sum(s["snippets_scored"] for s in summary["sources"].values())
     skipped = sum(s["snippets_skipped"] for s in summary["sources"].values())
-    return {"streams": count, "seconds": seconds, "scored": scored, "skipped": skipped, "peak_rss_mb": peak,
+    warming_up = sum(s["snippets_skipped_warming_up"] for s in summary["sources"].values())
+    return {"streams": count, "seconds": seconds, "scored": scored, "skipped": skipped, "warming_up": warming_up,
+            "peak_rss_mb": peak,
             "p50": summary["latency_ms_p50"], "p95": summary["latency_ms_p95"]}  # fmt: skip
 
 
@@ -154,16 +159,21 @@ def main() -> None:
             "Generated 640x480 30 fps H.264 streams served over TCP at their frame rate; latency is from a "
             "snippet's last frame being decoded to its score being written.",
             "",
-            "| streams | seconds | snippets scored | skipped | latency p50 ms | latency p95 ms | peak RSS MB |",
-            "|---|---|---|---|---|---|---|",
+            "| streams | seconds | snippets scored | skipped | of which while the model loaded | latency p50 ms | "
+            "latency p95 ms | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['streams']} | {r['seconds']:.0f} | {r['scored']} | {r['skipped']} | {r['p50']} | {r['p95']} | "
-            f"{r['peak_rss_mb']:.0f} |"
+            f"| {r['streams']} | {r['seconds']:.0f} | {r['scored']} | {r['skipped']} | {r['warming_up']} | "
+            f"{r['p50']} | {r['p95']} | {r['peak_rss_mb']:.0f} |"
             for r in rows
         ]
-        sustained = [r["streams"] for r in rows if r["skipped"] == 0]
-        lines += ["", f"Streams sustained without a skipped snippet: {max(sustained) if sustained else 0}."]
+        # Sustained: nothing skipped once the model runs (a live stream does not wait while it loads).
+        sustained = [r["streams"] for r in rows if r["skipped"] == r["warming_up"]]
+        lines += [
+            "",
+            f"Streams sustained without a snippet skipped after loading: {max(sustained) if sustained else 0}.",
+        ]
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)
     print(text)

@@ -115,6 +115,7 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
     history: dict[str, deque] = {s.url: deque() for s in sources}
     alerts: dict[str, int] = defaultdict(int)
     latencies: list[float] = []
+    warmup_skipped: dict[str, int] = {}  # skipped before the model's first pass had finished (loading, compiling)
     stop = threading.Event()
     restore = install_signal_handlers(stop)
 
@@ -170,6 +171,8 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
             for group in by_shape.values():  # one forward pass per backbone for every source of this frame size
                 frames = np.stack([snippet.frames for _, snippet in group])
                 features = snippet_features(loaded.backbones, frames, device, loaded.crops, execution)
+                if not warmup_skipped:
+                    warmup_skipped.update({s.url: s.skipped for s in sources})
                 for index, (source, snippet) in enumerate(group):
                     score = scorers[source.url].push({name: array[0, index] for name, array in features.items()})
                     latency = time.monotonic() - snippet.arrived
@@ -201,6 +204,7 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
                 s.url: {
                     "snippets_scored": s.produced - s.skipped,
                     "snippets_skipped": s.skipped,
+                    "snippets_skipped_warming_up": warmup_skipped.get(s.url, s.skipped),
                     "corrupt_packets": s.corrupt_packets,
                     "reconnections": s.reconnects,
                     "alerts": alerts[s.url],
