@@ -84,7 +84,9 @@ def child_end_to_end(
     device: str,
     runtime: str,
     precision: str,
+    crops: str,
 ) -> dict:
+    from extractors.crops import parse_crop_mode
     from pipelines.extract import run
     from pipelines.jobs import ExtractConfig
 
@@ -98,6 +100,7 @@ def child_end_to_end(
         device=device,
         runtime=runtime,
         precision=precision,
+        crops=parse_crop_mode(crops),
     )
     started = time.perf_counter()
     summary = run(config, report=lambda message: None)
@@ -108,12 +111,20 @@ def child_end_to_end(
 
 
 def child_model_only(
-    backbone: str, snippets: int, random_weights: bool, batch_size: int, device: str, runtime: str, precision: str
+    backbone: str,
+    snippets: int,
+    random_weights: bool,
+    batch_size: int,
+    device: str,
+    runtime: str,
+    precision: str,
+    crops: str,
 ) -> dict:
     import torch
 
     from dakd.devices import choose_device
     from extractors.backbones import create_backbone
+    from extractors.crops import parse_crop_mode
     from extractors.runtime import autocast, choose_execution, prepare
 
     target = choose_device(device)
@@ -122,7 +133,7 @@ def child_model_only(
     model = prepare(model, execution, backbone)
     per_batch = max(1, batch_size)
     frames = torch.randint(0, 256, (per_batch, len(model.frame_offsets(16)), HEIGHT, WIDTH, 3), dtype=torch.uint8)
-    clips = model.preprocess(frames, crops=1).flatten(0, 1).contiguous(memory_format=model.memory_format)
+    clips = model.preprocess(frames, parse_crop_mode(crops)).flatten(0, 1).contiguous(memory_format=model.memory_format)
     clips = clips.to(target)
     sizes = [per_batch] * (snippets // per_batch) + ([snippets % per_batch] if snippets % per_batch else [])
     with torch.inference_mode(), autocast(target, execution):
@@ -158,6 +169,7 @@ def main() -> None:
     parser.add_argument("--rss-minutes", default="1,10", help="video lengths for the peak-memory comparison")
     parser.add_argument("--rss-backbones", default="clip", help="backbones for the peak-memory comparison")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--crops", default="full", help="as `dakd extract --crops`, for both timings")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as `dakd extract --device`)")
     parser.add_argument("--runtimes", default="torch,openvino", help="runtimes to compare (as `--runtime`)")
     parser.add_argument("--precisions", default="fp32,bf16", help="precisions to compare (as `--precision`)")
@@ -171,7 +183,7 @@ def main() -> None:
     if args.child:
         kind, backbone, target, random_weights, runtime, precision = args.child[:6]
         random_flag = random_weights == "random"
-        settings = (args.batch_size, args.device, runtime, precision)
+        settings = (args.batch_size, args.device, runtime, precision, args.crops)
         if kind == "e2e":
             with tempfile.TemporaryDirectory() as cache:
                 result = child_end_to_end(backbone, target, cache, random_flag, *settings)
@@ -193,7 +205,7 @@ def main() -> None:
                 pass
         return "random"
 
-    options = ("--batch-size", str(args.batch_size), "--device", args.device)
+    options = ("--batch-size", str(args.batch_size), "--device", args.device, "--crops", args.crops)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows, rss_rows = [], []
@@ -228,7 +240,7 @@ def main() -> None:
         "# Extraction benchmark",
         "",
         f"`python benchmarks/extract.py {' '.join(sys.argv[1:])}`: "
-        f"{machine(args.device)}; generated {WIDTH}x{HEIGHT} {FPS} fps H.264 videos; 1 crop; "
+        f"{machine(args.device)}; generated {WIDTH}x{HEIGHT} {FPS} fps H.264 videos; crops {args.crops}; "
         f"batch {args.batch_size}; peak-memory runs with {runtime} {precision}.",
         "",
         "End-to-end is `pipelines.extract.run` from call to return; it includes building the model and loading "

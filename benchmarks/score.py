@@ -83,6 +83,17 @@ def prepare(work: Path, teacher: list[str], students: list[str], crops: str) -> 
     return teacher_path, student_paths
 
 
+def quantize_all(checkpoints: list[Path], normal_video: Path) -> None:
+    """INT8 models of the checkpoints' networks, as a user makes them: `dakd quantize` on a normal video of the
+    scene (the speed of INT8 does not depend on what it was calibrated on)."""
+    sys.path.insert(0, str(REPO))
+    from pipelines import quantize
+    from pipelines.jobs import QuantizeJob
+
+    for checkpoint in checkpoints:
+        quantize.run(QuantizeJob(videos=(str(normal_video),), checkpoint=str(checkpoint), clips=32), report=print)
+
+
 def child(checkpoint: str, video: str, out: str, runtime: str, precision: str, device: str) -> dict:
     sys.path.insert(0, str(REPO))
     from pipelines.jobs import ScoreJob
@@ -102,7 +113,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as `dakd score --device`)")
     parser.add_argument(
         "--executions",
-        default="torch:fp32,torch:bf16,openvino:fp32,openvino:bf16",
+        default="torch:fp32,torch:bf16,openvino:fp32,openvino:bf16,openvino:int8",
         help="runtime:precision pairs to compare (as `--runtime`, `--precision`)",
     )
     parser.add_argument("--crops", default="full", help="the checkpoints' crop mode (as `dakd extract --crops`)")
@@ -123,6 +134,8 @@ def main() -> None:
     checkpoints = [*((f"student ({name})", name, path) for name, path in student_paths.items())]
     checkpoints.append(("teacher", args.teacher.replace(",", "+"), teacher_path))
     video = make_video(Path(tempfile.gettempdir()) / "dakd-bench", args.minutes)
+    if any(execution.endswith(":int8") for execution in args.executions.split(",")):
+        quantize_all([path for _, backbones, path in checkpoints if backbones != "flow"], work / "train-videos/v0.mp4")
     rows = []
     for execution in args.executions.split(","):
         runtime, precision = execution.split(":")

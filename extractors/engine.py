@@ -24,7 +24,7 @@ from dakd.timeline import DEFAULT_SEGMENTS, DEFAULT_SNIPPET_FRAMES, stream_snipp
 from extractors.backbones import checkpoint_backbones
 from extractors.crops import CropMode, crop_count
 from extractors.registry import Backbone
-from extractors.runtime import Execution, autocast, choose_execution, prepare
+from extractors.runtime import NO_NETWORK, Execution, autocast, choose_execution, prepare
 from extractors.video_io import VideoReader
 
 DECODE_FRAMES = 64  # frames decoded per step: bounds raw-frame memory whatever the video length
@@ -48,14 +48,17 @@ def model_inputs(
 
     With a GPU the uint8 frames go to it before preprocessing (resizing is most of the CPU's work).
     """
+    # The frames each backbone takes; None for all of them (a view: indexing would copy every frame).
     offsets = {name: model.frame_offsets(snippet_frames) for name, model in models.items()}
+    offsets = {name: None if taken == list(range(snippet_frames)) else taken for name, taken in offsets.items()}
     per_batch = max(1, batch_size // crop_count(crops))
     pieces: dict[str, list[torch.Tensor]] = {name: [] for name in models}
     pending = 0
     for snippets in snippet_groups:
         frames = torch.from_numpy(snippets).to(device)
         for name, model in models.items():
-            pieces[name].append(model.preprocess(frames[:, offsets[name]], crops))
+            taken = frames if offsets[name] is None else frames[:, offsets[name]]
+            pieces[name].append(model.preprocess(taken, crops))
         pending += len(snippets)
         if pending >= per_batch:
             yield {name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending
@@ -211,6 +214,8 @@ def load_for_scoring(
         name: prepare(backbone, execution, name)
         for name, backbone in checkpoint_backbones(meta, target, weights).items()
     }
+    if not any(backbone.is_network for backbone in backbones.values()):
+        execution = NO_NETWORK  # said in every output rather than a runtime that never ran
     crops = "full" if meta["crops"] == "full" else 1
     segments = meta["train_config"].get("segments", DEFAULT_SEGMENTS)
     return LoadedCheckpoint(path, model.to(target), meta, backbones, target, execution, crops, segments)

@@ -61,14 +61,31 @@ def spatial_views(frames: torch.Tensor, contract: InputContract, crops: CropMode
     return resized[None] if crops == "full" else take_crops(resized, contract.crop_size, crops)
 
 
-def preprocess_clips(frames: torch.Tensor, contract: InputContract, crops: CropMode) -> torch.Tensor:
-    """uint8 ``[N, F, H, W, 3]`` -> float ``[views, N, 3, F, h, w]`` normalised per the contract
-    (``h = w =`` the crop size, except in the ``"full"`` mode)."""
+CLIP_AXES = "FHWC"  # the axes of one clip from resized_clips: frames, height, width, channels
+
+
+def resized_clips(frames: torch.Tensor, contract: InputContract, crops: CropMode) -> torch.Tensor:
+    """uint8 ``[N, F, H, W, 3]`` -> resized and cropped uint8 ``[views, N, F, h, w, 3]`` (the crop mode's views;
+    ``h = w =`` the crop size, except in the ``"full"`` mode)."""
     n, f, h, w, c = frames.shape
     flat = frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2)  # a channels_last view: no copy
-    cropped = spatial_views(flat, contract, crops)  # [views, N*F, 3, h', w']
-    mean = torch.tensor(contract.mean, device=frames.device).view(1, 1, 3, 1, 1)
-    std = torch.tensor(contract.std, device=frames.device).view(1, 1, 3, 1, 1)
-    normalised = (cropped.float() / 255.0 - mean) / std  # the arithmetic of torchvision's presets
-    views, _, _, height, width = normalised.shape
-    return normalised.view(views, n, f, c, height, width).permute(0, 1, 3, 2, 4, 5)
+    views = spatial_views(flat, contract, crops)  # [views, N*F, 3, h', w'], channels_last in memory
+    count, _, _, height, width = views.shape
+    return views.permute(0, 1, 3, 4, 2).reshape(count, n, f, height, width, c)
+
+
+def normalise_clips(clips: torch.Tensor, contract: InputContract, layout: str = "CFHW") -> torch.Tensor:
+    """uint8 clips ``[..., F, h, w, 3]`` -> float ``[..., *layout]`` normalised per the contract (``layout``: the
+    backbone's clip axes, e.g. ``CFHW`` for 3D CNNs, ``FCHW`` for image backbones run frame by frame)."""
+    mean = torch.tensor(contract.mean, device=clips.device)
+    std = torch.tensor(contract.std, device=clips.device)
+    normalised = (clips.float() / 255.0 - mean) / std  # the arithmetic of torchvision's presets
+    lead = clips.dim() - len(CLIP_AXES)
+    return normalised.permute(*range(lead), *(lead + CLIP_AXES.index(axis) for axis in layout))
+
+
+def preprocess_clips(
+    frames: torch.Tensor, contract: InputContract, crops: CropMode, layout: str = "CFHW"
+) -> torch.Tensor:
+    """uint8 ``[N, F, H, W, 3]`` -> float ``[views, N, *layout]``: resized, cropped and normalised per the contract."""
+    return normalise_clips(resized_clips(frames, contract, crops), contract, layout)

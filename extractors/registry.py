@@ -94,6 +94,9 @@ class Backbone(nn.Module):
     # 3D CNNs run about 1.5x faster on CPU in channels_last_3d; extraction converts weights and inputs.
     memory_format: torch.memory_format = torch.contiguous_format
     is_network = True  # a neural network that another runtime (OpenVINO) can run; False for computed features
+    # Axes of one preprocessed clip (C channels, F frames, H, W). None where the backbone preprocesses in a way
+    # of its own (CLIP, through PIL as open_clip does): OpenVINO then cannot take resized uint8 frames.
+    clip_layout: str | None = "CFHW"
 
     def frame_offsets(self, snippet_frames: int) -> list[int]:
         """Positions within a snippet of the frames this backbone consumes (default: all of them)."""
@@ -101,7 +104,7 @@ class Backbone(nn.Module):
 
     def preprocess(self, frames: torch.Tensor, crops: int) -> torch.Tensor:
         """``frames`` uint8 ``[N, F, H, W, 3]`` (the consumed frames of N snippets) -> ``[crops, N, ...]``."""
-        return preprocess_clips(frames, self.contract, crops)
+        return preprocess_clips(frames, self.contract, crops, self.clip_layout)
 
     def load_weights(self, path: Path) -> None:
         """Load a state dict saved with ``torch.save``; never executes pickled code."""

@@ -1,6 +1,6 @@
-"""Where and how backbones run: PyTorch or OpenVINO, in fp32 or bf16.
+"""Where and how backbones run: PyTorch or OpenVINO, in fp32 or bf16 (and OpenVINO in INT8, see ``quantize``).
 
-On a CPU the model runtime, not the hardware, decides the speed (docs/benchmark-runtime.md): OpenVINO
+On a CPU the model runtime, not the hardware, decides the speed (docs/benchmark-score.md): OpenVINO
 runs Inception-I3D about 2x faster than PyTorch eager, and bf16 doubles that again where the CPU computes
 bf16 natively (AVX-512 BF16 or AMX). ``auto`` therefore means OpenVINO on a CPU and PyTorch on a GPU, and
 bf16 where the CPU (or GPU) supports it, fp32 otherwise. Runtime and precision change features only at
@@ -21,22 +21,26 @@ import json
 import logging
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from dakd import __version__, paths
 from dakd.errors import DakdError
+from dakd.files import write_json
 from extractors.crops import CropMode
+from extractors.preprocessing import normalise_clips, resized_clips
 from extractors.registry import Backbone
 
 log = logging.getLogger(__name__)
 
 Runtime = Literal["auto", "torch", "openvino"]
-Precision = Literal["auto", "fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16", "int8"]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -58,8 +62,8 @@ def openvino_available() -> bool:
 
 @dataclass(frozen=True)
 class Execution:
-    """A resolved runtime (``torch`` or ``openvino``) and precision (``fp32``, ``bf16``, or ``fp16`` on GPUs
-    without bf16)."""
+    """A resolved runtime (``torch`` or ``openvino``) and precision (``fp32``, ``bf16``, ``fp16`` on GPUs
+    without bf16, or ``int8``: OpenVINO's models quantized by ``dakd quantize``)."""
 
     runtime: str
     precision: str
@@ -67,11 +71,23 @@ class Execution:
     def record(self) -> dict[str, str]:
         return {"runtime": self.runtime, "precision": self.precision}
 
+    def __str__(self) -> str:
+        return "no network to run" if self == NO_NETWORK else f"{self.runtime} {self.precision}"
+
+
+# The execution of backbones that are not networks (flow): they run as they are whatever was asked.
+NO_NETWORK = Execution("none", "none")
+
 
 def choose_execution(runtime: str, precision: str, device: torch.device) -> Execution:
-    """Resolve ``auto``: OpenVINO on a CPU, PyTorch on a GPU; bf16 where the hardware has it, else fp32."""
-    if runtime not in ("auto", "torch", "openvino") or precision not in ("auto", "fp32", "bf16"):
-        raise DakdError(f"--runtime {runtime} --precision {precision}: expected auto|torch|openvino and auto|fp32|bf16")
+    """Resolve ``auto``: OpenVINO on a CPU, PyTorch on a GPU; bf16 where the hardware has it, else fp32 (never
+    int8, which needs a model calibrated on the user's videos)."""
+    if runtime not in ("auto", "torch", "openvino") or precision not in ("auto", "fp32", "bf16", "int8"):
+        raise DakdError(
+            f"--runtime {runtime} --precision {precision}: expected auto|torch|openvino and auto|fp32|bf16|int8"
+        )
+    if precision == "int8" and (runtime == "torch" or device.type == "cuda"):
+        raise DakdError("--precision int8 runs OpenVINO's quantized models on the CPU: use --runtime openvino on a CPU")
     if device.type == "cuda":
         if runtime == "openvino":
             raise DakdError("--runtime openvino runs on the CPU: pass --device cpu, or --runtime torch for the GPU")
@@ -103,28 +119,59 @@ def prepare(model: Backbone, execution: Execution, name: str) -> Backbone:
     return OpenVINOBackbone(model, execution.precision, name)
 
 
+def network_source_digest(model: torch.nn.Module) -> str:
+    """sha256 of the file that defines ``model``'s class: an edit to the network's code invalidates its IR."""
+    module = sys.modules[type(model).__module__]
+    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+
+
+class FromFrames(torch.nn.Module):
+    """What OpenVINO runs for a backbone with a clip layout: resized uint8 clips ``[B, F, h, w, 3]`` in,
+    normalised inside the graph, then the network."""
+
+    def __init__(self, model: Backbone):
+        super().__init__()
+        self.model = model
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.model(normalise_clips(clips, self.model.contract, self.model.clip_layout))
+
+
 class OpenVINOBackbone(Backbone):
-    """A backbone whose forward pass runs in OpenVINO; preprocessing, contract and weights stay the wrapped
-    model's. One converted model per input shape ``[C, F, H, W]`` (any batch size), cached on disk."""
+    """A backbone whose forward pass runs in OpenVINO; contract and weights stay the wrapped model's. It takes
+    the resized uint8 clips and normalises them in its graph (where the model has a clip layout; else the
+    model's own preprocessing). One converted model per input shape (any batch size), cached on disk; in
+    ``int8`` the model :meth:`quantize` made for that shape."""
+
+    # Clips per inference request: OpenVINO's time per clip hardly changes from 2 to 16 clips, its memory does
+    # (I3D on 224x298 clips, bf16: 201 ms per clip and 985 MB peak at 2, 191 ms and 1834 MB at 16;
+    # benchmarks/openvino_batch.py, docs/benchmark-score.md).
+    INFER_CLIPS = 2
 
     def __init__(self, model: Backbone, precision: str, name: str):
         super().__init__()
         self.model, self.precision, self.name = model.cpu(), precision, name
         self.feature_dim, self.contract, self.weights_record = model.feature_dim, model.contract, model.weights_record
+        self.from_frames = model.clip_layout is not None
         self.compiled: dict[tuple[int, ...], object] = {}
 
     def frame_offsets(self, snippet_frames: int) -> list[int]:
         return self.model.frame_offsets(snippet_frames)
 
     def preprocess(self, frames: torch.Tensor, crops: CropMode) -> torch.Tensor:
-        return self.model.preprocess(frames, crops)
+        if not self.from_frames:
+            return self.model.preprocess(frames, crops)
+        # Normalising in PyTorch cost 2.7 s per minute of 640x480 video (I3D, 2 cores), a tenth of the model.
+        return resized_clips(frames, self.contract, crops)
 
-    def ir_path(self, shape: tuple[int, ...]) -> Path:
+    def ir_path(self, shape: tuple[int, ...], int8: bool = False) -> Path:
         """Where the IR for one input shape lives; its name changes with anything that changes the network."""
         import openvino
 
         key = {
             "backbone": self.name,
+            "source": network_source_digest(self.model),
+            "input": "uint8 clips" if self.from_frames else "preprocessed clips",
             "weights": self.weights_record["sha256"],
             "contract": self.contract.to_dict(),
             "shape": shape,
@@ -133,34 +180,87 @@ class OpenVINOBackbone(Backbone):
             "torch": torch.__version__,
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        return paths.compiled_models_dir() / f"{self.name}-{'x'.join(map(str, shape))}-{digest}.xml"
+        suffix = "-int8" if int8 else ""
+        return paths.compiled_models_dir() / f"{self.name}-{'x'.join(map(str, shape))}-{digest}{suffix}.xml"
 
-    def compile(self, example: torch.Tensor):
+    def convert(self, example: torch.Tensor) -> Path:
+        """The fp32 IR for inputs shaped like ``example`` (converted once, then kept on disk)."""
         import openvino
 
         shape = tuple(example.shape[1:])
         path = self.ir_path(shape)
         if not path.exists():
             log.info("converting %s to OpenVINO for inputs %s (once; kept in %s)", self.name, shape, path.parent)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            input_type = openvino.Type.u8 if self.from_frames else openvino.Type.f32
+            network = FromFrames(self.model) if self.from_frames else self.model
             # Tracing bakes in shape arithmetic (TF "SAME" padding): right for this input shape, which is the
             # only one this model serves.
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace, which OpenVINO uses, is deprecated
-                converted = openvino.convert_model(self.model, example_input=example[:1], input=[(-1, *shape)])
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xml")  # processes may convert at once
-            openvino.save_model(converted, tmp, compress_to_fp16=False)
-            tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-            tmp.replace(path)  # the .xml last: its presence means the pair is complete
+                converted = openvino.convert_model(
+                    network, example_input=example[:1], input=[(openvino.PartialShape([-1, *shape]), input_type)]
+                )
+            save_ir(converted, path)
+        return path
+
+    def quantize(self, calibration: list[torch.Tensor], record: dict) -> Path:
+        """INT8 post-training quantization (NNCF) for the shape of the ``calibration`` inputs (this model's
+        preprocessed clips, ``[1, ...]`` each), saved next to the fp32 IR with ``record`` (where the clips came
+        from) in a JSON file beside it. Replaces an earlier INT8 model of this shape."""
+        import nncf
+        import openvino
+
+        fp32 = openvino.Core().read_model(self.convert(calibration[0]))
+        dataset = nncf.Dataset([clip.numpy() for clip in calibration])
+        # Full bias correction, not NNCF's fast one: on Ped2 (I3D) its features keep a per-snippet cosine of
+        # 0.998 with fp32 instead of 0.991, and its AUC stays within 0.5 (docs/benchmark-runtime-accuracy.md).
+        quantized = nncf.quantize(
+            fp32,
+            dataset,
+            subset_size=len(calibration),
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+            fast_bias_correction=False,
+        )
+        path = self.ir_path(tuple(calibration[0].shape[1:]), int8=True)
+        save_ir(quantized, path)
+        write_json(path.with_suffix(".json"), {**record, "nncf": nncf.__version__})
+        self.compiled.clear()
+        return path
+
+    def compile(self, example: torch.Tensor):
+        import openvino
+
+        if self.precision == "int8":
+            path = self.ir_path(tuple(example.shape[1:]), int8=True)
+            if not path.exists():
+                raise DakdError(
+                    f"no INT8 model of {self.name} for {'x'.join(map(str, example.shape[1:]))} inputs: run `dakd "
+                    "quantize` on normal videos of this size first (or use --precision bf16 or fp32)"
+                )
+        else:
+            path = self.convert(example)
         core = openvino.Core()
         config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
         config["CACHE_DIR"] = str(paths.compiled_models_dir() / "openvino-cache")
         return core.compile_model(str(path), "CPU", config)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        clips = clips.cpu() if self.from_frames else clips.float().cpu()
         shape = tuple(clips.shape[1:])
         if shape not in self.compiled:
-            self.compiled[shape] = self.compile(clips.float().cpu())
-        outputs = self.compiled[shape](clips.float().cpu().contiguous().numpy())
-        return torch.from_numpy(outputs[0].copy())
+            self.compiled[shape] = self.compile(clips[:1])
+        model = self.compiled[shape]
+        outputs = [model(part.contiguous().numpy())[0] for part in clips.split(self.INFER_CLIPS)]
+        return torch.from_numpy(np.concatenate(outputs))
+
+
+def save_ir(model, path: Path) -> None:
+    """Write an OpenVINO model as ``path`` (.xml) + .bin without ever leaving a half-written pair."""
+    import openvino
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xml")  # processes may convert at once
+    openvino.save_model(model, tmp, compress_to_fp16=False)
+    tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+    tmp.replace(path)  # the .xml last: its presence means the pair is complete

@@ -18,6 +18,7 @@ from dakd.errors import DakdError
 from dakd.training import TrainConfig
 from extractors.backbones import backbone_entry, find_weights, import_weights, list_backbones
 from extractors.crops import CropMode, parse_crop_mode
+from extractors.runtime import Execution
 from pipelines import annotations as annotations_command
 from pipelines import calibrate as calibrate_command
 from pipelines import demo as demo_command
@@ -26,6 +27,7 @@ from pipelines import evaluate as evaluate_command
 from pipelines import export as export_command
 from pipelines import extract as extract_command
 from pipelines import import_features as import_features_command
+from pipelines import quantize as quantize_command
 from pipelines import score as score_command
 from pipelines import train_teacher as train_teacher_command
 from pipelines import watch as watch_command
@@ -38,6 +40,7 @@ from pipelines.jobs import (
     ExportJob,
     ExtractConfig,
     ImportJob,
+    QuantizeJob,
     ScoreJob,
     TrainJob,
     WatchJob,
@@ -128,7 +131,11 @@ RuntimeOption = Annotated[
     str, typer.Option(help="Backbone runtime: auto (OpenVINO on a CPU, PyTorch on a GPU), torch or openvino.")
 ]
 PrecisionOption = Annotated[
-    str, typer.Option(help="auto (bf16 where the CPU or GPU computes it natively, else fp32), fp32 or bf16.")
+    str,
+    typer.Option(
+        help="auto (bf16 where the CPU or GPU computes it natively, else fp32), fp32, bf16, or int8 (OpenVINO on a "
+        "CPU, with the models `dakd quantize` made)."
+    ),
 ]
 DEFAULT_CACHE = Path(default(ExtractConfig, "cache"))
 
@@ -213,7 +220,7 @@ def extract(
         options = {**to_dict(load_config(ExtractConfig, config)), **given}
     summary = extract_command.run(from_dict(ExtractConfig, options, "extract options"))
     shard_note = f" (shard {summary.shard[0]}/{summary.shard[1]})" if summary.shard[1] > 1 else ""
-    shard_note += f" with {summary.execution.runtime} {summary.execution.precision}" if summary.execution else ""
+    shard_note += f" with {summary.execution}" if summary.execution else ""
     _batch_summary(
         f"extracted {len(summary.extracted)} video(s), {summary.snippets} snippets, in {summary.seconds:.1f} s"
         f"{shard_note}; skipped {len(summary.skipped)} already done",
@@ -396,7 +403,7 @@ def score(
         spans = ", ".join(f"{i['start_s']:.1f}-{i['end_s']:.1f} s" for i in r["intervals"][:5]) or "none"
         typer.echo(
             f"{r['video']}: {r['n_frames']} frames scored in {r['seconds']:.1f} s "
-            f"({r['realtime_factor']:.2f}x real time, {r['runtime']} {r['precision']}); "
+            f"({r['realtime_factor']:.2f}x real time, {Execution(r['runtime'], r['precision'])}); "
             f"anomalous intervals: {spans}; {out / r['video']}.png"
         )
     if any("error" in r for r in results):
@@ -540,6 +547,41 @@ def export(
     summary = export_command.run(from_dict(ExportJob, job, "export options"))
     shape = "x".join(map(str, summary.clip_shape))
     typer.echo(f"exported {summary.model} (clips: snippets x {shape}) and {summary.description}")
+
+
+@app.command()
+@user_errors
+def quantize(
+    videos: Annotated[list[str], typer.Argument(help="Normal videos (files, folders or .txt lists) of the scene.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint whose backbones to quantize; default: the newest under ./runs.")
+    ] = None,
+    backbones: Annotated[
+        str | None, typer.Option(help="Comma-separated backbones to quantize instead of a checkpoint's (extract).")
+    ] = None,
+    crops: Annotated[str, typer.Option(help="With --backbones: the crop mode they will run in.")] = str(
+        default(QuantizeJob, "crops")
+    ),
+    clips: Annotated[int, typer.Option(help="Calibration clips, spread evenly over the videos.")] = default(
+        QuantizeJob, "clips"
+    ),
+) -> None:
+    """INT8 OpenVINO models of the backbones, calibrated (NNCF post-training quantization) on normal videos of
+    the scene; --precision int8 on score, watch, calibrate and extract runs them. One model per input size:
+    calibrate on videos of the size you will score. Check the AUC on your data before relying on it."""
+    job = {
+        "videos": videos,
+        "checkpoint": _optional(checkpoint),
+        "backbones": _split([backbones] if backbones else []),
+        "crops": _crop_mode(crops),
+        "clips": clips,
+    }
+    result = quantize_command.run(from_dict(QuantizeJob, job, "quantize options"))
+    for path in result.models:
+        typer.echo(f"INT8 model: {path}")
+    typer.echo(f"calibrated on {result.clips} clips; use --precision int8")
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -27,7 +27,7 @@ from extractors.backbones import backbone_entry, create_backbone
 from extractors.crops import CROP_MODES
 from extractors.engine import extract_video
 from extractors.registry import Backbone
-from extractors.runtime import Execution, choose_execution, prepare
+from extractors.runtime import NO_NETWORK, Execution, choose_execution, prepare
 from extractors.video_io import VideoReader, discover_videos
 from pipelines.jobs import ExtractConfig
 
@@ -156,9 +156,11 @@ def run(config: ExtractConfig, report: Callable[[str], None] = tqdm.write) -> Ex
     cache.claim(config.snippet_frames, config.crops)
     device = choose_device(config.device)
     execution = choose_execution(config.runtime, config.precision, device)
-    summary.execution = execution
     loading = time.perf_counter()
     models, configs = load_models(config, cache, device, execution)
+    if not any(model.is_network for model in models.values()):
+        execution = NO_NETWORK  # said in every output rather than a runtime that never ran
+    summary.execution = execution
     summary.load_seconds = time.perf_counter() - loading
     summary.random_backbones = [name for name in models if configs[name]["weights"]["random"]]
     for name in summary.random_backbones:

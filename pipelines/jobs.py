@@ -148,6 +148,17 @@ class WatchJob:
 
 
 @dataclass(frozen=True)
+class QuantizeJob:
+    """``dakd quantize``: INT8 OpenVINO models of a checkpoint's (or named) backbones, calibrated on normal videos."""
+
+    videos: tuple[str, ...] = ()
+    checkpoint: str | None = None  # default: the newest student.pt under ./runs (unless backbones are named)
+    backbones: tuple[str, ...] = ()  # instead of a checkpoint's: these, with their pretrained weights
+    crops: CropMode = "full"  # with backbones: the crop mode they will run in (a checkpoint knows its own)
+    clips: int = 128  # calibration clips, spread evenly over the videos
+
+
+@dataclass(frozen=True)
 class ExportJob:
     """``dakd export``: a student's backbone and head as one OpenVINO or ONNX model."""
 

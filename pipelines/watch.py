@@ -93,8 +93,8 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
     checkpoint, model, meta, device, execution = loaded.path, loaded.model, loaded.meta, loaded.device, loaded.execution
     threshold, origin = resolve_threshold(job.threshold, checkpoint, "live_threshold")
     policy = AlertPolicy(threshold, job.release, job.min_duration)
-    report(f"watching {len(job.sources)} source(s) with {checkpoint} ({'+'.join(model.names)}, {execution.runtime} "
-           f"{execution.precision}); alert threshold {threshold:.4f}: {origin}")  # fmt: skip
+    report(f"watching {len(job.sources)} source(s) with {checkpoint} ({'+'.join(model.names)}, {execution}); "
+           f"alert threshold {threshold:.4f}: {origin}")  # fmt: skip
     writer = EventWriter(job.events)
     emit = emit or writer
     webhook = Webhook(job.webhook, emit) if job.webhook else None

@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from dakd.cache import FeatureCache
 from extractors.backbones import create_backbone
 from extractors.engine import decoded_snippets
 from extractors.video_io import VideoReader
@@ -88,3 +89,30 @@ def test_the_readme_example_scores_without_dakd(student, tmp_path):
     printed = np.array([float(line) for line in result.stdout.split()])
     assert printed.shape == scores.shape
     assert np.abs(printed - scores).max() < 0.05  # FFmpeg's resize stands in for dakd's
+
+
+def test_int8_needs_dakd_quantize_then_gives_the_features_of_fp32(student, tmp_path, monkeypatch):
+    monkeypatch.setattr("dakd.paths.compiled_models_dir", lambda: tmp_path / "compiled")
+    root, video, _ = student
+    checkpoint = root / "student" / "student.pt"
+    refused = CliRunner().invoke(app, [str(a) for a in ["score", video, "--checkpoint", checkpoint, "--precision",
+                                                          "int8", "--out", tmp_path / "refused"]])  # fmt: skip
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    lines = refused.output.splitlines()
+    assert any(line.startswith("error: no INT8 model") and "dakd quantize" in line for line in lines)
+    quantized = invoke("quantize", video.parent, "--checkpoint", checkpoint, "--clips", 12)
+    assert "INT8 model" in quantized.output
+    (record_file,) = (tmp_path / "compiled").glob("*-int8.json")
+    record = json.loads(record_file.read_text())
+    assert record["checkpoint"] == str(checkpoint) and 0 < record["clips"] <= 12 and str(video) in record["videos"]
+    invoke("score", video, "--checkpoint", checkpoint, "--precision", "int8", "--out", tmp_path / "int8")
+    result = json.loads((tmp_path / "int8" / "test_fast_00.json").read_text())
+    assert (result["runtime"], result["precision"]) == ("openvino", "int8")
+    # The same INT8 model serves extraction (same backbone, weights and input size): its features against PyTorch fp32.
+    invoke("extract", video, "--cache", tmp_path / "cache", "--backbones", "i3d_tiny", "--random-weights", "i3d_tiny",
+           "--crops", "1", "--precision", "int8", "--no-progress")  # fmt: skip
+    int8 = FeatureCache(tmp_path / "cache").read("i3d_tiny", "test_fast_00")[0].astype(np.float32)
+    fp32 = FeatureCache(root / "cache").read("i3d_tiny", "test_fast_00")[0].astype(np.float32)
+    cosine = (int8 * fp32).sum(-1) / (np.linalg.norm(int8, axis=-1) * np.linalg.norm(fp32, axis=-1))
+    assert not np.array_equal(int8, fp32)  # the quantized model ran
+    assert cosine.min() > 0.98, cosine

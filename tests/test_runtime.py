@@ -9,6 +9,7 @@ from dakd.errors import DakdError
 from extractors import runtime
 from extractors.backbones import create_backbone
 from extractors.engine import extract_video
+from extractors.preprocessing import normalise_clips
 from extractors.runtime import Execution, choose_execution, prepare
 from extractors.video_io import VideoReader
 from tests.media import write_indexed_video
@@ -58,6 +59,11 @@ def test_auto_follows_the_hardware_and_falls_back(monkeypatch):
         choose_execution("openvino", "auto", CPU)
     with pytest.raises(DakdError, match="runs on the CPU"):
         choose_execution("openvino", "auto", torch.device("cuda"))
+    monkeypatch.setattr(runtime, "openvino_available", lambda: True)
+    assert choose_execution("auto", "int8", CPU) == Execution("openvino", "int8")  # never chosen by auto, only asked
+    for runtime_name, device in (("torch", CPU), ("auto", torch.device("cuda"))):
+        with pytest.raises(DakdError, match="int8 runs OpenVINO"):
+            choose_execution(runtime_name, "int8", device)
 
 
 def test_converted_models_are_kept_and_reused(monkeypatch, tmp_path):
@@ -65,10 +71,12 @@ def test_converted_models_are_kept_and_reused(monkeypatch, tmp_path):
 
     monkeypatch.setattr("dakd.paths.compiled_models_dir", lambda: tmp_path)  # a folder of its own
     model = create_backbone("i3d_tiny", weights="random")
-    clips = torch.randn(3, 3, 16, 64, 80)
+    clips = torch.randint(0, 256, (3, 16, 64, 80, 3), dtype=torch.uint8)  # resized uint8 clips: OpenVINO normalises
     first = prepare(model, Execution("openvino", "fp32"), "i3d_tiny")
     expected = first(clips)
-    path = first.ir_path((3, 16, 64, 80))
+    reference = model(normalise_clips(clips, model.contract, model.clip_layout).contiguous())
+    torch.testing.assert_close(expected, reference, atol=1e-4, rtol=1e-4)  # the graph normalises as PyTorch does
+    path = first.ir_path((16, 64, 80, 3))
     assert path.exists() and path.with_suffix(".bin").exists()
 
     def no_conversion(*args, **kwargs):
@@ -79,4 +87,4 @@ def test_converted_models_are_kept_and_reused(monkeypatch, tmp_path):
     torch.testing.assert_close(again(clips), expected)
     torch.testing.assert_close(again(clips[:1]), expected[:1])  # any batch size, one model
     with pytest.raises(AssertionError, match="converted again"):
-        again(torch.randn(1, 3, 16, 64, 64))  # another input shape needs its own conversion
+        again(torch.zeros(1, 16, 64, 64, 3, dtype=torch.uint8))  # another input shape needs its own conversion

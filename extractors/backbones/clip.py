@@ -32,6 +32,8 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 class OpenClipImage(Backbone):
     """The image tower of an open_clip CLIP model; input ``[B, k, 3, S, S]``; output ``[B, embed_dim]``."""
 
+    clip_layout = None  # preprocessed through PIL (see preprocess)
+
     def __init__(self, model_config: dict[str, Any], contract: InputContract, frames: int = 1):
         super().__init__()
         from open_clip.model import CLIP

