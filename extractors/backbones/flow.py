@@ -92,8 +92,10 @@ class MotionStatistics(Backbone):
         n, f, h, w, c = frames.shape
         views = spatial_views(frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2), self.contract, crops)
         weights = torch.tensor([0.299, 0.587, 0.114], device=frames.device)
-        # The weighted sum as a product over the channels_last pixels: one pass instead of three.
-        gray = (views.permute(0, 1, 3, 4, 2).float() @ weights).round_().clamp_(0, 255).to(torch.uint8)
+        # The weighted sum as a product over the channels_last pixels: one pass instead of three (in float32
+        # even under a bf16 autocast, which would change the grey levels).
+        with torch.autocast(frames.device.type, enabled=False):
+            gray = (views.permute(0, 1, 3, 4, 2).float() @ weights).round_().clamp_(0, 255).to(torch.uint8)
         return gray.reshape(len(gray), n, f, *gray.shape[-2:])
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
