@@ -137,6 +137,9 @@ PrecisionOption = Annotated[
         "CPU, with the models `dakd quantize` made)."
     ),
 ]
+NormalVideosArgument = Annotated[
+    list[str], typer.Argument(help="Normal videos (files, folders or .txt lists) of the scene.")
+]
 DEFAULT_CACHE = Path(default(ExtractConfig, "cache"))
 
 
@@ -413,7 +416,7 @@ def score(
 @app.command()
 @user_errors
 def calibrate(
-    videos: Annotated[list[str], typer.Argument(help="Normal videos (files, folders or .txt lists) of the scene.")],
+    videos: NormalVideosArgument,
     checkpoint: Annotated[
         Path | None, typer.Option(help="Student (or teacher) checkpoint; default: the newest under ./runs.")
     ] = None,
@@ -552,7 +555,7 @@ def export(
 @app.command()
 @user_errors
 def quantize(
-    videos: Annotated[list[str], typer.Argument(help="Normal videos (files, folders or .txt lists) of the scene.")],
+    videos: NormalVideosArgument,
     checkpoint: Annotated[
         Path | None, typer.Option(help="Checkpoint whose backbones to quantize; default: the newest under ./runs.")
     ] = None,
