@@ -282,8 +282,8 @@ def distill(
     progress: ProgressOption = True,
 ) -> None:
     """Train a single-backbone Student by bi-level distillation from a frozen Teacher:
-    L = L_MIL + alpha * (L_pred + L_feat): soft labels, and InfoNCE with temperature tau (L_feat off by
-    default: distill.feature=true turns it on)."""
+    L = L_MIL + alpha * (L_pred + L_feat): soft labels, and InfoNCE with temperature tau (alpha 4, the
+    paper's 1; L_feat off by default: distill.feature=true turns it on)."""
     if config is None and not backbone and not any((s or "").startswith("backbones=") for s in set_ or []):
         backbone = DEFAULT_STUDENT
     summary = distill_command.run(_train_job(cache, annotations, split, out, config, set_, progress, teacher, backbone))

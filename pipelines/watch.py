@@ -27,7 +27,7 @@ from dakd.alerts import AlertPolicy, AlertTracker, resolve_threshold
 from dakd.errors import DakdError, first_line
 from dakd.plots import plot_scores
 from dakd.scoring import CausalScorer
-from extractors.engine import load_for_scoring, snippet_features
+from extractors.engine import FreedMemoryRelease, load_for_scoring, snippet_features
 from extractors.stream import END, LiveSource
 from pipelines.common import peak_rss_mb
 from pipelines.jobs import WatchJob
@@ -145,6 +145,7 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
     for source in sources:
         source.start()
     started = time.monotonic()
+    release_freed_memory = FreedMemoryRelease()
     active = list(sources)
     try:
         while active and not stop.is_set():
@@ -186,6 +187,7 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
                         kept.popleft()
                     for event in trackers[source.url].update(snippet.start_s, snippet.end_s, score):
                         handle_alert(source, event)
+            release_freed_memory(len(ready))  # the sources' threads decode the frames this thread frees
     finally:
         for source in sources:  # alerts still open close first: they may ask the sources for clips
             for event in trackers[source.url].finish(history[source.url][-1][1] if history[source.url] else 0.0):

@@ -202,3 +202,14 @@ def test_prefetcher_keeps_order_and_reraises_errors():
             break
     prefetcher.join(timeout=5)
     assert not prefetcher.is_alive()
+
+
+def test_freed_memory_is_released_every_so_many_snippets(monkeypatch):
+    from extractors.engine import FreedMemoryRelease
+
+    trims = []
+    monkeypatch.setattr(FreedMemoryRelease, "trim", staticmethod(lambda: trims.append(1)))
+    release = FreedMemoryRelease(every=32)
+    for _ in range(5):
+        release(16)  # 80 snippets: a trim at 32 and at 64
+    assert len(trims) == 2
