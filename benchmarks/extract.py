@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,32 +76,35 @@ def machine(device: str) -> str:
     return f"{cores}, no GPU"
 
 
-def child_end_to_end(
-    backbone: str,
-    video: str,
-    cache: str,
-    random_weights: bool,
-    batch_size: int,
-    device: str,
-    runtime: str,
-    precision: str,
-    crops: str,
-) -> dict:
+@dataclass(frozen=True)
+class ChildSettings:
+    """What both timings of one backbone share."""
+
+    backbone: str
+    random_weights: bool
+    batch_size: int
+    device: str
+    runtime: str
+    precision: str
+    crops: str
+
+
+def child_end_to_end(settings: ChildSettings, video: str, cache: str) -> dict:
     from extractors.crops import parse_crop_mode
     from pipelines.extract import run
     from pipelines.jobs import ExtractConfig
 
     config = ExtractConfig(
         videos=(video,),
-        backbones=(backbone,),
+        backbones=(settings.backbone,),
         cache=cache,
-        random_weights=(backbone,) if random_weights else (),
-        batch_size=batch_size,
+        random_weights=(settings.backbone,) if settings.random_weights else (),
+        batch_size=settings.batch_size,
         progress=False,
-        device=device,
-        runtime=runtime,
-        precision=precision,
-        crops=parse_crop_mode(crops),
+        device=settings.device,
+        runtime=settings.runtime,
+        precision=settings.precision,
+        crops=parse_crop_mode(settings.crops),
     )
     started = time.perf_counter()
     summary = run(config, report=lambda message: None)
@@ -110,16 +114,7 @@ def child_end_to_end(
     return {"seconds": seconds, "load_seconds": summary.load_seconds, "snippets": summary.snippets}
 
 
-def child_model_only(
-    backbone: str,
-    snippets: int,
-    random_weights: bool,
-    batch_size: int,
-    device: str,
-    runtime: str,
-    precision: str,
-    crops: str,
-) -> dict:
+def child_model_only(settings: ChildSettings, snippets: int) -> dict:
     import torch
 
     from dakd.devices import choose_device
@@ -127,14 +122,14 @@ def child_model_only(
     from extractors.crops import parse_crop_mode
     from extractors.runtime import autocast, choose_execution, prepare
 
-    target = choose_device(device)
-    execution = choose_execution(runtime, precision, target)
-    model = create_backbone(backbone, weights="random" if random_weights else None, device=target)
-    model = prepare(model, execution, backbone)
-    per_batch = max(1, batch_size)
+    target = choose_device(settings.device)
+    execution = choose_execution(settings.runtime, settings.precision, target)
+    weights = "random" if settings.random_weights else None
+    model = prepare(create_backbone(settings.backbone, weights=weights, device=target), execution, settings.backbone)
+    per_batch = max(1, settings.batch_size)
     frames = torch.randint(0, 256, (per_batch, len(model.frame_offsets(16)), HEIGHT, WIDTH, 3), dtype=torch.uint8)
-    clips = model.preprocess(frames, parse_crop_mode(crops)).flatten(0, 1).contiguous(memory_format=model.memory_format)
-    clips = clips.to(target)
+    clips = model.preprocess(frames, parse_crop_mode(settings.crops)).flatten(0, 1)
+    clips = clips.contiguous(memory_format=model.memory_format).to(target)
     sizes = [per_batch] * (snippets // per_batch) + ([snippets % per_batch] if snippets % per_batch else [])
     with torch.inference_mode(), autocast(target, execution):
         model(clips[:1])  # warm-up (and OpenVINO's conversion), as extraction's first batch pays once per run
@@ -182,13 +177,14 @@ def main() -> None:
 
     if args.child:
         kind, backbone, target, random_weights, runtime, precision = args.child[:6]
-        random_flag = random_weights == "random"
-        settings = (args.batch_size, args.device, runtime, precision, args.crops)
+        settings = ChildSettings(
+            backbone, random_weights == "random", args.batch_size, args.device, runtime, precision, args.crops
+        )
         if kind == "e2e":
             with tempfile.TemporaryDirectory() as cache:
-                result = child_end_to_end(backbone, target, cache, random_flag, *settings)
+                result = child_end_to_end(settings, target, cache)
         else:
-            result = child_model_only(backbone, int(target), random_flag, *settings)
+            result = child_model_only(settings, int(target))
         result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
