@@ -1,8 +1,8 @@
 """The extraction engine: one opened video -> per-snippet features of one or more backbones.
 
 ``dakd extract`` (into the feature cache) and ``dakd score`` (straight into a model) both call
-:func:`extract_video`. A background thread decodes while the models run; preprocessing runs next to
-the models (on a GPU, on the GPU).
+:func:`extract_video`. A background thread decodes and preprocesses while the models run (on a GPU,
+preprocessing runs on the GPU).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Prefetcher(threading.Thread):
 
     _END = object()
 
-    def __init__(self, items: Iterator, depth: int = 2):
+    def __init__(self, items: Iterator, depth: int = 1):
         super().__init__(daemon=True)
         self.items, self.queue, self.stop = items, queue.Queue(maxsize=depth), threading.Event()
 
@@ -148,14 +148,12 @@ def extract_video(
     """Features ``{backbone: [views, n_snippets, D]}`` (float32) of one opened video (views: the crop mode's).
 
     ``batch_size`` counts clips (snippets x crops) per forward pass; ``execution`` sets the PyTorch
-    autocast (models prepared for OpenVINO carry their own precision). A background thread decodes (FFmpeg,
-    about 3 % of a CPU model's time), overlapping the models. Preprocessing stays in this thread: on a
-    CPU it then has every core, as the models do, instead of competing with them (measured: 1.20x the
-    model-only time with preprocessing in the background thread on 2 cores; see docs/design-notes.md);
-    on a GPU it runs on the GPU.
+    autocast (models prepared for OpenVINO carry their own precision). One background thread decodes and
+    preprocesses the next batch while the models run this one (on a GPU, preprocessing runs on the GPU);
+    see docs/design-notes.md for the measurements that put preprocessing there.
     """
-    snippets = Prefetcher(decoded_snippets(reader, snippet_frames))
-    batches = model_inputs(snippets, models, device, snippet_frames, crops, batch_size)
+    snippets = decoded_snippets(reader, snippet_frames)
+    batches = Prefetcher(model_inputs(snippets, models, device, snippet_frames, crops, batch_size))
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
     release_freed_memory = FreedMemoryRelease()
     with torch.inference_mode(), autocast(device, execution):

@@ -31,6 +31,7 @@ import numpy as np
 
 from dakd.errors import first_line
 from dakd.timeline import DEFAULT_SNIPPET_FRAMES, snippet_frame_indices
+from extractors.video_io import rgb_converter
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class LiveSource(threading.Thread):
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 25.0
+        to_rgb = rgb_converter()
         frames: list[np.ndarray] = []
         count, first, began = 0, None, time.monotonic()
         self.clock = None  # a live connection's (stream time, pts) at its first frame
@@ -184,7 +186,7 @@ class LiveSource(threading.Thread):
                     self.stopping.wait(max(0.0, began + count / fps - time.monotonic()))
                 if first is None:
                     first = self.stream_time(count, fps, frame.time)
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(to_rgb(frame))
                 count += 1
                 if len(frames) == self.snippet_frames:
                     self.emit(frames, first, self.stream_time(count, fps, frame.time, 1 / fps))

@@ -10,19 +10,35 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dakd.errors import VideoError, first_line
 from dakd.files import read_list
 
+if TYPE_CHECKING:
+    import av
+
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp", ".ogv"}
 )
+
+
+def rgb_converter() -> Callable[[av.VideoFrame], np.ndarray]:
+    """Decoded frame -> uint8 ``[H, W, 3]`` RGB, through one FFmpeg scaler kept for the whole video.
+
+    ``frame.to_ndarray(format="rgb24")`` builds a new scaler for every frame, for the same pixels: 2.3x
+    slower on an idle machine, 12x on a busy one (PyAV 18, 640x480; docs/design-notes.md).
+    """
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()
+    return lambda frame: reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 class VideoReader:
@@ -51,6 +67,7 @@ class VideoReader:
             raise VideoError(str(self.path), "no_video_stream", "no video stream (audio-only?)")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"  # FFmpeg's frame and slice threads: bounded, unlike a read-ahead queue
+        self._to_rgb = rgb_converter()
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else 25.0
         self.width, self.height = self._stream.codec_context.width, self._stream.codec_context.height
@@ -76,7 +93,7 @@ class VideoReader:
         frames: list[np.ndarray] = []
         try:
             for frame in self._container.decode(self._stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(self._to_rgb(frame))
                 if len(frames) == chunk_frames:
                     yield self._stack(frames)
                     frames = []

@@ -42,6 +42,17 @@ def test_odd_sizes_grayscale_and_yuv444(tmp_path, name, options):
     assert [read_index(f) for f in frames] == list(range(20))
 
 
+@pytest.mark.parametrize("options", [{}, {"height": 49, "width": 81, "pix_fmt": "yuv444p"}])
+def test_frames_equal_pyav_per_frame_conversion(tmp_path, options):
+    # The reader keeps one scaler for the whole video (faster); its pixels must be PyAV's own.
+    import av
+
+    path = write_indexed_video(tmp_path / "a.mp4", 20, **options)
+    with av.open(str(path)) as container:
+        expected = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    np.testing.assert_array_equal(decode_all(path)[1], expected)
+
+
 def test_one_frame_video(tmp_path):
     reader, frames, _ = decode_all(write_indexed_video(tmp_path / "one.mp4", 1))
     assert reader.n_decoded == 1 and frames.shape[0] == 1

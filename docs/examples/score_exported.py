@@ -14,11 +14,13 @@ from pathlib import Path
 import av
 import numpy as np
 import onnxruntime
+from av.video.reformatter import VideoReformatter
 
 folder, video = sys.argv[1], sys.argv[2]
 spec = json.loads(Path(folder, "export.json").read_text())
 contract, length = spec["preprocessing"], spec["snippet_frames"]
 session = onnxruntime.InferenceSession(f"{folder}/{spec['model']}")
+reformatter = VideoReformatter()  # one scaler for the whole video: frame.to_ndarray(...) builds one per frame
 
 
 def prepare(frame: av.VideoFrame) -> np.ndarray:
@@ -29,7 +31,8 @@ def prepare(frame: av.VideoFrame) -> np.ndarray:
         size = (side, side)
     else:  # the short side to `side`, the long one truncated (as torchvision)
         size = (int(side * width / height), side) if height <= width else (side, int(side * height / width))
-    rgb = frame.to_ndarray(width=size[0], height=size[1], format="rgb24", interpolation="BILINEAR")
+    rgb = reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24", interpolation="BILINEAR")
+    rgb = rgb.to_ndarray()
     if spec["crops"] != "full":
         crop = contract["crop_size"]
         top, left = int(round((rgb.shape[0] - crop) / 2)), int(round((rgb.shape[1] - crop) / 2))
