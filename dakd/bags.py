@@ -24,6 +24,7 @@ class Batch:
     features: dict[str, torch.Tensor]  # backbone -> [B, S, D]
     labels: torch.Tensor  # [B] 1 anomalous, 0 normal
     videos: list[str]
+    crops: list[int]  # the crop each bag was drawn from
 
 
 class BagSet:
@@ -61,7 +62,8 @@ class BagSet:
 
     def gather(self, indices: np.ndarray, crops: np.ndarray) -> Batch:
         features = {k: torch.from_numpy(v[indices, crops]) for k, v in self.features.items()}
-        return Batch(features, torch.from_numpy(self.labels[indices]), [self.videos[i] for i in indices])
+        videos = [self.videos[i] for i in indices]
+        return Batch(features, torch.from_numpy(self.labels[indices]), videos, [int(c) for c in crops])
 
     def batches(self, per_class: int, generator: np.random.Generator) -> Iterator[Batch]:
         """Endless balanced batches: ``per_class`` anomalous and ``per_class`` normal bags each.

@@ -29,7 +29,7 @@ from dakd.losses import (
     soft_labels,
     topk_bce_loss,
 )
-from dakd.models import AnomalyModel, ModelConfig, ModelOutput
+from dakd.models import AnomalyModel, ModelConfig, ModelOutput, build_model
 
 Step = Callable[[Batch], dict[str, torch.Tensor]]
 
@@ -61,6 +61,10 @@ class DistillConfig:
     # no feature-level loss carry more of the Teacher into the Student than the paper's min-max + InfoNCE.
     feature: bool = False  # feature-level loss (InfoNCE) on/off
     soft_labels: Literal["minmax", "raw"] = "raw"
+    # > 1: the anomalous training videos are split into this many folds and each fold's soft labels come from
+    # a Teacher of the same recipe trained without it (a Teacher scores its own training videos near 1 in
+    # every segment); as many folds as anomalous videos is leave-one-out. 0: the Teacher's own scores.
+    folds: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,22 +115,34 @@ class Distillation(nn.Module):
         return self.student(features, return_attention)
 
 
-def distillation_step(trained: Distillation, teacher: AnomalyModel, config: TrainConfig) -> Step:
-    """L = L_MIL(student) + alpha (L_pred + L_feat); the Teacher runs without gradients."""
+def distillation_step(
+    trained: Distillation,
+    teacher: AnomalyModel,
+    config: TrainConfig,
+    held_out: dict[str, torch.Tensor] | None = None,
+) -> Step:
+    """L = L_MIL(student) + alpha (L_pred + L_feat); the Teacher runs without gradients. ``held_out``
+    (:func:`held_out_scores`) replaces the Teacher's scores of the videos it holds."""
     distill = config.distill
 
     def step(batch: Batch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             teacher_out = teacher({name: batch.features[name] for name in teacher.names})
+        scores = teacher_out.scores
+        if held_out:
+            scores = scores.clone()
+            for row, (video, crop) in enumerate(zip(batch.videos, batch.crops)):
+                if video in held_out:
+                    scores[row] = held_out[video][crop].to(scores.device)
         student_out = trained({name: batch.features[name] for name in trained.student.names})
         losses = {f"mil_{k}": v for k, v in mil_objective(student_out.scores, batch.labels, config.loss).items()}
         total = losses["mil_loss"]
         if distill.prediction:
-            soft = soft_labels(teacher_out.scores, batch.labels, normalise=distill.soft_labels == "minmax")
+            soft = soft_labels(scores, batch.labels, normalise=distill.soft_labels == "minmax")
             losses["prediction"] = prediction_distillation_loss(student_out.scores, soft)
             total = total + distill.alpha * losses["prediction"]
         if distill.feature:
-            classes = segment_classes(teacher_out.scores, batch.labels, distill.delta).flatten()
+            classes = segment_classes(scores, batch.labels, distill.delta).flatten()
             projected = trained.projector(student_out.features).flatten(0, 1)
             losses["feature"] = infonce_loss(projected, teacher_out.features.flatten(0, 1), classes, distill.tau)
             total = total + distill.alpha * losses["feature"]
@@ -134,6 +150,33 @@ def distillation_step(trained: Distillation, teacher: AnomalyModel, config: Trai
         return losses
 
     return step
+
+
+def held_out_scores(
+    bags: BagSet,
+    teacher_config: TrainConfig,
+    dims: dict[str, int],
+    folds: int,
+    device: torch.device,
+    on_fold: Callable[[], None] = lambda: None,
+) -> dict[str, torch.Tensor]:
+    """Cross-fitted Teacher scores ``{video: [crops, S]}`` of every anomalous video of ``bags``: the anomalous
+    videos are split into ``folds`` (at most one fold per video) and each fold is scored by a Teacher of
+    ``teacher_config`` (on the views ``dims``) trained on every other video of ``bags``."""
+    anomalous = np.random.default_rng(teacher_config.seed).permutation(np.flatnonzero(bags.labels == 1))
+    scores: dict[str, torch.Tensor] = {}
+    for fold in np.array_split(anomalous, min(folds, len(anomalous))):
+        torch.manual_seed(teacher_config.seed)
+        model = build_model(dims, teacher_config.model)
+        others = bags.subset(np.setdiff1d(np.arange(len(bags)), fold))
+        train(model, teacher_step(model, teacher_config), others, teacher_config, device)
+        with torch.no_grad():
+            for index in fold:
+                scores[bags.videos[index]] = model(
+                    {name: torch.from_numpy(bags.features[name][index]) for name in dims}
+                ).scores
+        on_fold()
+    return scores
 
 
 # -- the loop -----------------------------------------------------------------------------------------------
@@ -197,7 +240,8 @@ def fit(
     best = (-1.0, config.optim.steps, None)
     for index in range(1, config.optim.steps + 1):
         batch = next(batches)
-        batch = Batch({k: v.to(device) for k, v in batch.features.items()}, batch.labels.to(device), batch.videos)
+        features = {k: v.to(device) for k, v in batch.features.items()}
+        batch = Batch(features, batch.labels.to(device), batch.videos, batch.crops)
         model.train()
         losses = step(batch)
         optimizer.zero_grad(set_to_none=True)

@@ -283,14 +283,17 @@ def distill(
 ) -> None:
     """Train a single-backbone Student by bi-level distillation from a frozen Teacher:
     L = L_MIL + alpha * (L_pred + L_feat): soft labels, and InfoNCE with temperature tau (alpha 4, the
-    paper's 1; L_feat off by default: distill.feature=true turns it on)."""
+    paper's 1; L_feat off by default: distill.feature=true turns it on). distill.folds=K cross-fits the soft
+    labels: each fold of anomalous training videos labelled by a Teacher of the same recipe trained without it."""
     if config is None and not backbone and not any((s or "").startswith("backbones=") for s in set_ or []):
         backbone = DEFAULT_STUDENT
     summary = distill_command.run(_train_job(cache, annotations, split, out, config, set_, progress, teacher, backbone))
     typer.echo(
         f"student ({summary['backbones'][0]}) distilled from {summary['teacher']} on {summary['train_videos']} videos, "
-        f"{summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['final_loss']:.4f}; "
-        f"selected: {summary['selection']}; checkpoint: {summary['checkpoint']}"
+        f"{summary['steps']} steps in {summary['seconds']:.1f} s"
+        + (f" (and {summary['cross_fit_seconds']:.0f} s of fold Teachers)" if summary["cross_fit_seconds"] else "")
+        + f", final loss {summary['final_loss']:.4f}; selected: {summary['selection']}; "
+        f"checkpoint: {summary['checkpoint']}"
     )
 
 

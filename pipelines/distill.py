@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,10 +13,11 @@ from tqdm import tqdm
 from dakd.bags import load_bags
 from dakd.cache import FeatureCache
 from dakd.checkpoint import check_against_cache, load_checkpoint, save_run
+from dakd.config import from_dict
 from dakd.devices import choose_device
 from dakd.errors import DakdError
 from dakd.models import build_model
-from dakd.training import Distillation, distillation_step, train
+from dakd.training import Distillation, TrainConfig, distillation_step, held_out_scores, train
 from pipelines.common import random_weight_warnings, step_progress
 from pipelines.jobs import TrainJob
 
@@ -45,10 +47,23 @@ def run(job: TrainJob, report: Callable[[str], None] = tqdm.write) -> dict:
     report(
         f"distilling {', '.join(teacher.names)} -> {name} on {len(bags)} videos ({int(bags.labels.sum())} anomalous)"
     )
+    held_out, cross_fit_seconds = None, 0.0
+    if config.distill.folds > 1:
+        teacher_config = from_dict(TrainConfig, teacher_meta["train_config"], f"{teacher_path}: train_config")
+        dims = {view: cache.backbone_config(view)["feature_dim"] for view in teacher.names}
+        folds = min(config.distill.folds, int(bags.labels.sum()))
+        report(f"cross-fitting soft labels: {folds} more Teachers, each trained without a fold of the anomalous videos")
+        started = time.perf_counter()
+        with tqdm(total=folds, desc="fold teachers", unit="teacher", disable=not job.progress) as bar:
+            held_out = held_out_scores(bags, teacher_config, dims, folds, device, on_fold=lambda: bar.update())
+        cross_fit_seconds = time.perf_counter() - started
+    step = distillation_step(trained, teacher, config, held_out)
     with step_progress(config.optim.steps, "student", job.progress) as on_step:
-        summary = train(trained, distillation_step(trained, teacher, config), bags, config, device, on_step)
+        summary = train(trained, step, bags, config, device, on_step)
     teacher.cpu()
     extra = {"teacher": str(teacher_path.resolve())}
     checkpoint = save_run(job.out, student, "student", cache, config, summary, extra)
-    summary.update(checkpoint=str(checkpoint), backbones=[name], teacher=str(teacher_path))
+    summary.update(
+        checkpoint=str(checkpoint), backbones=[name], teacher=str(teacher_path), cross_fit_seconds=cross_fit_seconds
+    )
     return summary

@@ -209,8 +209,8 @@ def test_teacher_is_frozen_during_distillation(workspace, monkeypatch):
     seen = []
     original = distill_module.distillation_step
 
-    def watching(trained, teacher, config):
-        step = original(trained, teacher, config)
+    def watching(trained, teacher, config, held_out=None):
+        step = original(trained, teacher, config, held_out)
 
         def wrapped(batch):
             seen.append((teacher.training, any(p.requires_grad for p in teacher.parameters())))
@@ -244,6 +244,18 @@ def test_teacher_is_frozen_during_distillation(workspace, monkeypatch):
     after = watching.teacher.state_dict()
     for key, value in before.items():
         assert torch.equal(value, after[key]), key
+
+
+def test_distill_with_cross_fitted_soft_labels(workspace):
+    root = workspace
+    train(root, root / "xfit-teacher")
+    arguments = ["distill", "--teacher", str(root / "xfit-teacher" / "teacher.pt"), "--backbone", "clip_tiny"]
+    arguments += ["--cache", str(root / "cache"), "--annotations", str(root / "annotations.csv")]
+    result = CliRunner().invoke(app, [*arguments, "--out", str(root / "xfit"), *SMALL, "--set", "distill.folds=2"])
+    assert result.exit_code == 0, result.output
+    assert "cross-fitting soft labels: 2 more Teachers" in result.output and "s of fold Teachers" in result.output
+    model, meta = load_checkpoint(root / "xfit" / "student.pt")
+    assert meta["train_config"]["distill"]["folds"] == 2
 
 
 def test_mismatched_checkpoint_and_bad_options_are_refused(workspace, tmp_path):
