@@ -283,8 +283,9 @@ def distill(
 ) -> None:
     """Train a single-backbone Student by bi-level distillation from a frozen Teacher:
     L = L_MIL + alpha * (L_pred + L_feat): soft labels, and InfoNCE with temperature tau (alpha 4, the
-    paper's 1; L_feat off by default: distill.feature=true turns it on). distill.folds=K cross-fits the soft
-    labels: each fold of anomalous training videos labelled by a Teacher of the same recipe trained without it."""
+    paper's 1; L_feat off by default: distill.feature=true turns it on). Soft labels are cross-fitted: each
+    of distill.folds=6 folds of anomalous training videos is labelled by a Teacher of the same recipe trained
+    without it (6 more Teachers; distill.folds=0: the Teacher's own scores, faster)."""
     if config is None and not backbone and not any((s or "").startswith("backbones=") for s in set_ or []):
         backbone = DEFAULT_STUDENT
     summary = distill_command.run(_train_job(cache, annotations, split, out, config, set_, progress, teacher, backbone))

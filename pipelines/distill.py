@@ -48,10 +48,13 @@ def run(job: TrainJob, report: Callable[[str], None] = tqdm.write) -> dict:
         f"distilling {', '.join(teacher.names)} -> {name} on {len(bags)} videos ({int(bags.labels.sum())} anomalous)"
     )
     held_out, cross_fit_seconds = None, 0.0
-    if config.distill.folds > 1:
+    uses_teacher = config.distill.prediction or config.distill.feature  # else the Student learns by MIL alone
+    folds = min(config.distill.folds, int(bags.labels.sum())) if uses_teacher else 0
+    if uses_teacher and config.distill.folds > 1 and folds < 2:
+        report("soft labels not cross-fitted: it needs at least 2 anomalous training videos; the Teacher's own scores")
+    if folds > 1:
         teacher_config = from_dict(TrainConfig, teacher_meta["train_config"], f"{teacher_path}: train_config")
         dims = {view: cache.backbone_config(view)["feature_dim"] for view in teacher.names}
-        folds = min(config.distill.folds, int(bags.labels.sum()))
         report(f"cross-fitting soft labels: {folds} more Teachers, each trained without a fold of the anomalous videos")
         started = time.perf_counter()
         with tqdm(total=folds, desc="fold teachers", unit="teacher", disable=not job.progress) as bar:

@@ -99,3 +99,4 @@ def test_dataset_configs_load():
         config = load_config(TrainConfig, configs / f"{name}.yaml", ["backbones=[i3d_r50]"])
         assert config.segments == 32 and config.backbones == ("i3d_r50",) and config.optim.steps >= 1000
         assert config.distill.feature and config.distill.soft_labels == "minmax"  # the paper's recipe, not Ped2's
+        assert config.distill.folds == 0 and config.distill.alpha == 1.0
