@@ -173,4 +173,4 @@ def test_distillation_uses_held_out_scores_for_the_videos_they_hold(tmp_path):
     high = distillation_step(trained, teacher, config, ones)(batch)["prediction"]
     low = distillation_step(trained, teacher, config, zeros)(batch)["prediction"]
     plain = distillation_step(trained, teacher, config)(batch)["prediction"]
-    assert len({round(float(v), 6) for v in (high, low, plain)}) == 3
+    assert len({round(v.item(), 6) for v in (high, low, plain)}) == 3
