@@ -141,7 +141,9 @@ class OpenVINOBackbone(Backbone):
     """A backbone whose forward pass runs in OpenVINO; contract and weights stay the wrapped model's. It takes
     the resized uint8 clips and normalises them in its graph (where the model has a clip layout; else the
     model's own preprocessing). One converted model per input shape (any batch size), cached on disk; in
-    ``int8`` the model :meth:`quantize` made for that shape."""
+    ``int8`` the model :meth:`quantize` made for that shape. Each is compiled for a fixed number of clips per
+    request (static shapes: EfficientNet-Lite0 12-17 % and I3D 3-5 % faster than a dynamic batch,
+    docs/benchmark-score.md), so a shape runs at most two compiled models: ``INFER_CLIPS`` and the remainder."""
 
     # Clips per inference request: OpenVINO's time per clip hardly changes from 2 to 16 clips, its memory does
     # (I3D on 224x298 clips, bf16: 201 ms per clip and 985 MB peak at 2, 191 ms and 1834 MB at 16;
@@ -229,6 +231,7 @@ class OpenVINOBackbone(Backbone):
         return path
 
     def compile(self, example: torch.Tensor):
+        """The model compiled for inputs shaped exactly like ``example`` (batch size included)."""
         import openvino
 
         if self.precision == "int8":
@@ -241,17 +244,20 @@ class OpenVINOBackbone(Backbone):
         else:
             path = self.convert(example)
         core = openvino.Core()
+        network = core.read_model(str(path))
+        network.reshape(list(example.shape))
         config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
         config["CACHE_DIR"] = str(paths.compiled_models_dir() / "openvino-cache")
-        return core.compile_model(str(path), "CPU", config)
+        return core.compile_model(network, "CPU", config)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         clips = clips.cpu() if self.from_frames else clips.float().cpu()
-        shape = tuple(clips.shape[1:])
-        if shape not in self.compiled:
-            self.compiled[shape] = self.compile(clips[:1])
-        model = self.compiled[shape]
-        outputs = [model(part.contiguous().numpy())[0] for part in clips.split(self.INFER_CLIPS)]
+        outputs = []
+        for part in clips.split(self.INFER_CLIPS):
+            shape = tuple(part.shape)
+            if shape not in self.compiled:
+                self.compiled[shape] = self.compile(part)
+            outputs.append(self.compiled[shape](part.contiguous().numpy())[0])
         return torch.from_numpy(np.concatenate(outputs))
 
 

@@ -29,8 +29,9 @@ VIDEO_EXTENSIONS = frozenset(
 )
 
 
-def rgb_converter() -> Callable[[av.VideoFrame], np.ndarray]:
-    """Decoded frame -> uint8 ``[H, W, 3]`` RGB, through one FFmpeg scaler kept for the whole video.
+def rgb_converter() -> Callable[..., np.ndarray]:
+    """Decoded frame -> uint8 ``[H, W, 3]`` RGB, through one FFmpeg scaler kept for the whole video; with
+    ``out``, written into that array (a slot of a chunk) instead of a new one.
 
     ``frame.to_ndarray(format="rgb24")`` builds a new scaler for every frame, for the same pixels: 2.3x
     slower on an idle machine, 12x on a busy one (PyAV 18, 640x480; docs/design-notes.md).
@@ -38,7 +39,18 @@ def rgb_converter() -> Callable[[av.VideoFrame], np.ndarray]:
     from av.video.reformatter import VideoReformatter
 
     reformatter = VideoReformatter()
-    return lambda frame: reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+    def to_rgb(frame: av.VideoFrame, out: np.ndarray | None = None) -> np.ndarray:
+        plane = reformatter.reformat(frame, format="rgb24").planes[0]
+        # FFmpeg pads each row to line_size bytes: read the rows as PyAV's to_ndarray does.
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width * 3]
+        pixels = rows.reshape(frame.height, frame.width, 3)
+        if out is None:
+            return pixels.copy()
+        out[...] = pixels
+        return out
+
+    return to_rgb
 
 
 class VideoReader:
@@ -90,32 +102,35 @@ class VideoReader:
         """
         import av
 
-        frames: list[np.ndarray] = []
+        chunk, filled = None, 0
         try:
             for frame in self._container.decode(self._stream):
-                frames.append(self._to_rgb(frame))
-                if len(frames) == chunk_frames:
-                    yield self._stack(frames)
-                    frames = []
+                if (frame.width, frame.height) != (self.width, self.height):
+                    raise VideoError(
+                        str(self.path),
+                        "resolution_change",
+                        f"the frame size changes mid-video ({self.width}x{self.height} to {frame.width}x{frame.height} "
+                        f"at frame {self.n_decoded + filled})",
+                    )
+                if chunk is None:  # frames go straight into the chunk: no per-frame array to stack
+                    chunk = np.empty((chunk_frames, self.height, self.width, 3), np.uint8)
+                self._to_rgb(frame, chunk[filled])
+                filled += 1
+                if filled == chunk_frames:
+                    self.n_decoded += filled
+                    yield chunk
+                    chunk, filled = None, 0
         except av.FFmpegError as error:
             self.truncated = True
-            self.warning = f"decoding stopped at frame {self.n_decoded + len(frames)}: {first_line(error, 300)}"
-        if frames:
-            yield self._stack(frames)
+            self.warning = f"decoding stopped at frame {self.n_decoded + filled}: {first_line(error, 300)}"
+        if filled:
+            self.n_decoded += filled
+            yield chunk[:filled]
         if self.n_decoded == 0:
             raise VideoError(str(self.path), "undecodable", self.warning or "no frame could be decoded")
         if not self.truncated and self.n_reported and self.n_decoded < 0.99 * self.n_reported - 1:
             self.truncated = True
             self.warning = f"the container lists {self.n_reported} frames but only {self.n_decoded} decode"
-
-    def _stack(self, frames: list[np.ndarray]) -> np.ndarray:
-        shapes = {f.shape for f in frames}
-        if len(shapes) > 1 or frames[0].shape[:2] != (self.height, self.width):
-            raise VideoError(
-                str(self.path), "resolution_change", f"the frame size changes mid-video ({sorted(shapes)})"
-            )
-        self.n_decoded += len(frames)
-        return np.stack(frames)
 
     def close(self) -> None:
         self._container.close()

@@ -85,6 +85,8 @@ def test_converted_models_are_kept_and_reused(monkeypatch, tmp_path):
     monkeypatch.setattr(openvino, "convert_model", no_conversion)
     again = prepare(create_backbone("i3d_tiny", weights="random"), Execution("openvino", "fp32"), "i3d_tiny")
     torch.testing.assert_close(again(clips), expected)
-    torch.testing.assert_close(again(clips[:1]), expected[:1])  # any batch size, one model
+    torch.testing.assert_close(again(clips[:1]), expected[:1])  # any batch size, one converted model
+    # compiled for fixed shapes: 3 clips run as requests of INFER_CLIPS (2) and the remainder (1)
+    assert sorted(shape[0] for shape in again.compiled) == [1, again.INFER_CLIPS] and again.INFER_CLIPS == 2
     with pytest.raises(AssertionError, match="converted again"):
         again(torch.zeros(1, 16, 64, 64, 3, dtype=torch.uint8))  # another input shape needs its own conversion
