@@ -4,13 +4,15 @@ On a CPU the model runtime, not the hardware, decides the speed (docs/benchmark-
 runs Inception-I3D about 2x faster than PyTorch eager, and bf16 doubles that again where the CPU computes
 bf16 natively (AVX-512 BF16 or AMX). ``auto`` therefore means OpenVINO on a CPU and PyTorch on a GPU, and
 bf16 where the CPU (or GPU) supports it, fp32 otherwise. Runtime and precision change features only at
-the level of rounding (per-snippet cosine >= 0.999 against PyTorch fp32, tested), so they are recorded in
-every manifest but do not make a cache incompatible.
+the level of rounding (per-snippet cosine >= 0.999 against PyTorch fp32 for the test variants of every
+backbone and for the real I3D; 0.994 at worst for the real EfficientNet-Lite0 in bf16, on Ped2), so they
+are recorded in every manifest but do not make a cache incompatible; what they do to detection is measured
+in docs/benchmark-runtime-accuracy-*.md.
 
 OpenVINO models are converted from the PyTorch backbone once per input shape (the batch size stays
-dynamic), saved as OpenVINO IR under ``$DAKD_HOME/compiled`` and compiled with OpenVINO's model cache
-there, so a second run pays neither the conversion nor the compilation. Backbones that are not neural
-networks (``flow``) run as they are under every runtime.
+dynamic), saved as OpenVINO IR under ``$DAKD_HOME/compiled`` and compiled, for a fixed number of clips,
+with OpenVINO's model cache there, so a second run pays neither the conversion nor the compilation.
+Backbones that are not neural networks (``flow``) run as they are under every runtime.
 """
 
 from __future__ import annotations
@@ -216,7 +218,8 @@ class OpenVINOBackbone(Backbone):
         fp32 = openvino.Core().read_model(self.convert(calibration[0]))
         dataset = nncf.Dataset([clip.numpy() for clip in calibration])
         # Full bias correction, not NNCF's fast one: on Ped2 (I3D) its features keep a per-snippet cosine of
-        # 0.998 with fp32 instead of 0.991, and its AUC stays within 0.5 (docs/benchmark-runtime-accuracy.md).
+        # 0.998 with fp32 instead of 0.991, and its AUC stays within 0.5
+        # (docs/benchmark-runtime-accuracy-i3d_max.md).
         quantized = nncf.quantize(
             fp32,
             dataset,

@@ -10,8 +10,7 @@ import torch
 from dakd.errors import DakdError
 from extractors.backbones import create_backbone, find_weights, import_weights
 from extractors.backbones.efficientnet import MEMBER, EfficientNetLite
-from extractors.backbones.flow import GRAY_FRAMES, GRID, motion_statistics, to_gray
-from extractors.preprocessing import spatial_views
+from extractors.backbones.flow import GRID, motion_statistics
 
 SIZE = 224  # frames at the contract's short side: the preprocessing does not rescale the motion
 
@@ -69,22 +68,6 @@ def test_motion_statistics_by_hand():
     assert stats[12] == pytest.approx(2.0)  # log2(1 + 3)
     assert stats[38] == pytest.approx(2.0)  # the first flow's mean magnitude is 3
     assert stats[40] == pytest.approx(2.0) and stats[41] == pytest.approx(0.0)  # |dx| 3, |dy| 0
-
-
-def test_grey_levels_are_opencvs_rounded_for_every_colour_and_do_not_depend_on_the_chunking():
-    levels = torch.arange(256)
-    rgb = torch.stack(torch.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)  # every colour
-    exact = rgb[:, 0] * 299 + rgb[:, 1] * 587 + rgb[:, 2] * 114  # 1000 x the grey level
-    gray = to_gray(rgb.to(torch.uint8)).long()
-    tie = exact % 1000 == 500  # x.5: float32 rounding of the weights decides the side
-    assert torch.equal(gray[~tie], (exact[~tie] + 500) // 1000)
-    assert torch.equal(gray[tie] - exact[tie] // 1000, (gray[tie] * 1000 > exact[tie]).long())
-    model = create_backbone("flow")
-    frames = torch.randint(0, 256, (3, 5, 60, 90, 3), dtype=torch.uint8)  # 15 frames: not a multiple of the chunk
-    assert 15 % GRAY_FRAMES
-    views = spatial_views(frames.reshape(15, 60, 90, 3).permute(0, 3, 1, 2), model.contract, "full")
-    whole = to_gray(views.permute(0, 1, 3, 4, 2))  # all 15 frames in one product
-    assert torch.equal(model.preprocess(frames, "full"), whole.reshape(1, 3, 5, *whole.shape[-2:]))
 
 
 def test_flow_has_no_weights_and_is_identified_by_its_definition():
