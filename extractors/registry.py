@@ -106,9 +106,25 @@ class Backbone(nn.Module):
         """``frames`` uint8 ``[N, F, H, W, 3]`` (the consumed frames of N snippets) -> ``[crops, N, ...]``."""
         return preprocess_clips(frames, self.contract, crops, self.clip_layout)
 
+    def precise_front(self) -> tuple[nn.Module, nn.Module] | None:
+        """``(front, rest)``, ``rest(front(x)) == forward(x)``, where the front must stay fp32 while the rest runs in
+        bf16 or INT8; None where the whole network takes the reduced precision."""
+        return None
+
     def load_weights(self, path: Path) -> None:
         """Load a state dict saved with ``torch.save``; never executes pickled code."""
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+class NetworkPart(nn.Module):
+    """One method of a backbone as a module of its own: a part of the network that runs in a precision of its own."""
+
+    def __init__(self, backbone: Backbone, method: str):
+        super().__init__()
+        self.backbone, self.method = backbone, method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.backbone, self.method)(x)
 
 
 @dataclass(frozen=True)

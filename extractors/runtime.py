@@ -4,10 +4,10 @@ On a CPU the model runtime, not the hardware, decides the speed (docs/benchmark-
 runs Inception-I3D about 2x faster than PyTorch eager, and bf16 doubles that again where the CPU computes
 bf16 natively (AVX-512 BF16 or AMX). ``auto`` therefore means OpenVINO on a CPU and PyTorch on a GPU, and
 bf16 where the CPU (or GPU) supports it, fp32 otherwise. Runtime and precision change features only at
-the level of rounding (per-snippet cosine >= 0.999 against PyTorch fp32 for the test variants of every
-backbone and for the real I3D; 0.994 at worst for the real EfficientNet-Lite0 in bf16, on Ped2), so they
-are recorded in every manifest but do not make a cache incompatible; what they do to detection is measured
-in docs/benchmark-runtime-accuracy-*.md.
+the level of rounding (per-snippet cosine >= 0.999 against PyTorch fp32 in bf16 for the test variants of
+every backbone and for the real I3D and EfficientNet-Lite0 on Ped2, whose first layers stay fp32:
+``Backbone.precise_front``), so they are recorded in every manifest but do not make a cache incompatible;
+what they and INT8 do to detection is measured in docs/benchmark-runtime-accuracy-*.md.
 
 OpenVINO models are converted from the PyTorch backbone once per input shape (the batch size stays
 dynamic), saved as OpenVINO IR under ``$DAKD_HOME/compiled`` and compiled, for a fixed number of clips,
@@ -128,15 +128,15 @@ def network_source_digest(model: torch.nn.Module) -> str:
 
 
 class FromFrames(torch.nn.Module):
-    """What OpenVINO runs for a backbone with a clip layout: resized uint8 clips ``[B, F, h, w, 3]`` in,
-    normalised inside the graph, then the network."""
+    """What OpenVINO runs first for a backbone with a clip layout: resized uint8 clips ``[B, F, h, w, 3]`` in,
+    normalised inside the graph, then ``network``."""
 
-    def __init__(self, model: Backbone):
+    def __init__(self, network: torch.nn.Module, contract, layout: str):
         super().__init__()
-        self.model = model
+        self.network, self.contract, self.layout = network, contract, layout
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.model(normalise_clips(clips, self.model.contract, self.model.clip_layout))
+        return self.network(normalise_clips(clips, self.contract, self.layout))
 
 
 class OpenVINOBackbone(Backbone):
@@ -145,7 +145,9 @@ class OpenVINOBackbone(Backbone):
     model's own preprocessing). One converted model per input shape (any batch size), cached on disk; in
     ``int8`` the model :meth:`quantize` made for that shape. Each is compiled for a fixed number of clips per
     request (static shapes: EfficientNet-Lite0 12-17 % and I3D 3-5 % faster than a dynamic batch,
-    docs/benchmark-score.md), so a shape runs at most two compiled models: ``INFER_CLIPS`` and the remainder."""
+    docs/benchmark-score.md), so a shape runs at most two compiled models: ``INFER_CLIPS`` and the remainder.
+    A backbone with a precise front (:meth:`Backbone.precise_front`) is two models run in turn, the front always
+    in fp32; only the rest takes bf16 or INT8."""
 
     # Clips per inference request: OpenVINO's time per clip hardly changes from 2 to 16 clips, its memory does
     # (I3D on 224x298 clips, bf16: 201 ms per clip and 985 MB peak at 2, 191 ms and 1834 MB at 16;
@@ -157,7 +159,12 @@ class OpenVINOBackbone(Backbone):
         self.model, self.precision, self.name = model.cpu(), precision, name
         self.feature_dim, self.contract, self.weights_record = model.feature_dim, model.contract, model.weights_record
         self.from_frames = model.clip_layout is not None
-        self.compiled: dict[tuple[int, ...], object] = {}
+        parts = model.precise_front()
+        networks = [model] if parts is None else list(parts)  # run in turn; all but the last in fp32
+        if self.from_frames:
+            networks[0] = FromFrames(networks[0], model.contract, model.clip_layout)
+        self.networks = tuple(networks)  # a tuple: not submodules (their parameters are the model's)
+        self.compiled: dict[tuple[int, ...], list] = {}
 
     def frame_offsets(self, snippet_frames: int) -> list[int]:
         return self.model.frame_offsets(snippet_frames)
@@ -168,8 +175,9 @@ class OpenVINOBackbone(Backbone):
         # Normalising in PyTorch cost 2.7 s per minute of 640x480 video (I3D, 2 cores), a tenth of the model.
         return resized_clips(frames, self.contract, crops)
 
-    def ir_path(self, shape: tuple[int, ...], int8: bool = False) -> Path:
-        """Where the IR for one input shape lives; its name changes with anything that changes the network."""
+    def ir_path(self, shape: tuple[int, ...], part: int = 0, int8: bool = False) -> Path:
+        """Where the IR of one part of the network, for one input shape of the backbone, lives; its name changes
+        with anything that changes the network."""
         import openvino
 
         key = {
@@ -183,75 +191,98 @@ class OpenVINOBackbone(Backbone):
             "openvino": openvino.__version__,
             "torch": torch.__version__,
         }
+        if len(self.networks) > 1:
+            key["part"] = f"{part + 1} of {len(self.networks)}"
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        suffix = "-int8" if int8 else ""
+        suffix = (f"-part{part + 1}" if len(self.networks) > 1 else "") + ("-int8" if int8 else "")
         return paths.compiled_models_dir() / f"{self.name}-{'x'.join(map(str, shape))}-{digest}{suffix}.xml"
 
-    def convert(self, example: torch.Tensor) -> Path:
-        """The fp32 IR for inputs shaped like ``example`` (converted once, then kept on disk)."""
+    def convert(self, example: torch.Tensor) -> list[Path]:
+        """The fp32 IRs of the network's parts for inputs shaped like ``example`` (converted once, then kept)."""
         import openvino
 
         shape = tuple(example.shape[1:])
-        path = self.ir_path(shape)
-        if not path.exists():
-            log.info("converting %s to OpenVINO for inputs %s (once; kept in %s)", self.name, shape, path.parent)
-            input_type = openvino.Type.u8 if self.from_frames else openvino.Type.f32
-            network = FromFrames(self.model) if self.from_frames else self.model
-            # Tracing bakes in shape arithmetic (TF "SAME" padding): right for this input shape, which is the
-            # only one this model serves.
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace, which OpenVINO uses, is deprecated
-                converted = openvino.convert_model(
-                    network, example_input=example[:1], input=[(openvino.PartialShape([-1, *shape]), input_type)]
-                )
-            save_ir(converted, path)
-        return path
+        ir_paths = [self.ir_path(shape, part) for part in range(len(self.networks))]
+        inputs = example[:1]
+        for part, (network, path) in enumerate(zip(self.networks, ir_paths)):
+            if all(later.exists() for later in ir_paths[part:]):
+                break
+            if not path.exists():
+                log.info("converting %s to OpenVINO for inputs %s (once; kept in %s)", self.name, shape, path.parent)
+                input_type = openvino.Type.u8 if part == 0 and self.from_frames else openvino.Type.f32
+                input_shape = openvino.PartialShape([-1, *inputs.shape[1:]])
+                # Tracing bakes in shape arithmetic (TF "SAME" padding): right for this input shape, which is the
+                # only one this model serves.
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    warnings.simplefilter("ignore", FutureWarning)  # OpenVINO traces with the deprecated torch.jit
+                    converted = openvino.convert_model(network, example_input=inputs, input=[(input_shape, input_type)])
+                save_ir(converted, path)
+            with torch.no_grad():
+                inputs = network(inputs)  # the next part's example input
+        return ir_paths
 
     def quantize(self, calibration: list[torch.Tensor], record: dict) -> Path:
-        """INT8 post-training quantization (NNCF) for the shape of the ``calibration`` inputs (this model's
-        preprocessed clips, ``[1, ...]`` each), saved next to the fp32 IR with ``record`` (where the clips came
-        from) in a JSON file beside it. Replaces an earlier INT8 model of this shape."""
+        """INT8 post-training quantization (NNCF) of the network (of its part after the precise front) for the shape
+        of the ``calibration`` inputs (this model's preprocessed clips, ``[1, ...]`` each), saved next to the fp32 IR
+        with ``record`` (where the clips came from) in a JSON file beside it. Replaces an earlier INT8 model of this
+        shape."""
         import nncf
         import openvino
 
-        fp32 = openvino.Core().read_model(self.convert(calibration[0]))
-        dataset = nncf.Dataset([clip.numpy() for clip in calibration])
+        ir_paths = self.convert(calibration[0])
+        inputs = [clip.numpy() for clip in calibration]
+        for path in ir_paths[:-1]:  # the precise front stays fp32: the rest is calibrated on its outputs
+            front = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            inputs = [front(clip)[0] for clip in inputs]
         # Full bias correction, not NNCF's fast one: on Ped2 (I3D) its features keep a per-snippet cosine of
-        # 0.998 with fp32 instead of 0.991, and its AUC stays within 0.5
-        # (docs/benchmark-runtime-accuracy-i3d_max.md).
+        # 0.998 with fp32 instead of 0.991, and its AUC stays within 0.5. Depthwise (group) convolutions stay
+        # unquantized: EfficientNet-Lite0's features then keep a cosine of 0.997 at worst instead of 0.985
+        # (docs/benchmark-runtime-accuracy-*.md).
         quantized = nncf.quantize(
-            fp32,
-            dataset,
+            openvino.Core().read_model(ir_paths[-1]),
+            nncf.Dataset(inputs),
             subset_size=len(calibration),
             preset=nncf.QuantizationPreset.PERFORMANCE,
             fast_bias_correction=False,
+            ignored_scope=nncf.IgnoredScope(types=["GroupConvolution"], validate=False),
         )
-        path = self.ir_path(tuple(calibration[0].shape[1:]), int8=True)
+        path = self.ir_path(tuple(calibration[0].shape[1:]), len(self.networks) - 1, int8=True)
         save_ir(quantized, path)
         write_json(path.with_suffix(".json"), {**record, "nncf": nncf.__version__})
         self.compiled.clear()
         return path
 
-    def compile(self, example: torch.Tensor):
-        """The model compiled for inputs shaped exactly like ``example`` (batch size included)."""
+    def compile(self, example: torch.Tensor) -> list:
+        """The network's parts compiled for inputs shaped exactly like ``example`` (batch size included)."""
         import openvino
 
+        shape = tuple(example.shape[1:])
+        last = len(self.networks) - 1
         if self.precision == "int8":
-            path = self.ir_path(tuple(example.shape[1:]), int8=True)
-            if not path.exists():
+            int8 = self.ir_path(shape, last, int8=True)
+            if not int8.exists():
                 raise DakdError(
-                    f"no INT8 model of {self.name} for {'x'.join(map(str, example.shape[1:]))} inputs: run `dakd "
+                    f"no INT8 model of {self.name} for {'x'.join(map(str, shape))} inputs: run `dakd "
                     "quantize` on normal videos of this size first (or use --precision bf16 or fp32)"
                 )
+            ir_paths = [*(self.convert(example)[:last] if last else []), int8]
         else:
-            path = self.convert(example)
+            ir_paths = self.convert(example)
         core = openvino.Core()
-        network = core.read_model(str(path))
-        network.reshape(list(example.shape))
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
-        config["CACHE_DIR"] = str(paths.compiled_models_dir() / "openvino-cache")
-        return core.compile_model(network, "CPU", config)
+        compiled = []
+        for part, path in enumerate(ir_paths):
+            network = core.read_model(str(path))
+            input_shape = network.input(0).get_partial_shape()
+            input_shape[0] = len(example)
+            network.reshape(input_shape)
+            precision = "bf16" if part == last and self.precision == "bf16" else "f32"
+            config = {
+                "INFERENCE_PRECISION_HINT": precision,
+                "CACHE_DIR": str(paths.compiled_models_dir() / "openvino-cache"),
+            }
+            compiled.append(core.compile_model(network, "CPU", config))
+        return compiled
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         clips = clips.cpu() if self.from_frames else clips.float().cpu()
@@ -260,7 +291,10 @@ class OpenVINOBackbone(Backbone):
             shape = tuple(part.shape)
             if shape not in self.compiled:
                 self.compiled[shape] = self.compile(part)
-            outputs.append(self.compiled[shape](part.contiguous().numpy())[0])
+            values = part.contiguous().numpy()
+            for network in self.compiled[shape]:
+                values = network(values)[0]
+            outputs.append(values)
         return torch.from_numpy(np.concatenate(outputs))
 
 

