@@ -37,7 +37,7 @@ from dakd.errors import DakdError
 from dakd.files import write_json
 from extractors.crops import CropMode
 from extractors.preprocessing import normalise_clips, resized_clips
-from extractors.registry import Backbone
+from extractors.registry import Backbone, InputContract
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class FromFrames(torch.nn.Module):
     """What OpenVINO runs first for a backbone with a clip layout: resized uint8 clips ``[B, F, h, w, 3]`` in,
     normalised inside the graph, then ``network``."""
 
-    def __init__(self, network: torch.nn.Module, contract, layout: str):
+    def __init__(self, network: torch.nn.Module, contract: InputContract, layout: str):
         super().__init__()
         self.network, self.contract, self.layout = network, contract, layout
 
