@@ -110,7 +110,9 @@ def test_a_precise_front_stays_fp32_under_bf16_and_int8(monkeypatch, tmp_path):
 
     bf16 = prepare(model, Execution("openvino", "bf16"), "efficientnet_tiny")
     assert cosine(bf16(clips).numpy(), reference).min() >= 0.999
-    assert precisions(bf16) == ["f32", "bf16"]
+    # A CPU without bf16 runs a bf16 hint in f32 (the suite must pass there too)
+    native = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert precisions(bf16) == ["f32", "bf16" if native else "f32"]
 
     dtypes = []
     for block in model._blocks[1:3]:  # the last block of the front, the first of the rest
