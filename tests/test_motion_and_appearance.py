@@ -70,6 +70,24 @@ def test_motion_statistics_by_hand():
     assert stats[40] == pytest.approx(2.0) and stats[41] == pytest.approx(0.0)  # |dx| 3, |dy| 0
 
 
+@pytest.mark.parametrize("crops", ["full", 5])
+def test_flow_sees_the_resized_frames_in_grey(crops):
+    """Grey is OpenCV's RGB2GRAY of the resized (and cropped) views: the 0.299 R + 0.587 G + 0.114 B of the contract
+    within one level, and a grey frame keeps its levels exactly (Ped2's frames are grey)."""
+    from extractors.preprocessing import spatial_views
+
+    model = create_backbone("flow")
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 120, 160, 3), dtype=np.uint8))
+    gray = model.preprocess(frames, crops)
+    views = spatial_views(frames.reshape(6, 120, 160, 3).permute(0, 3, 1, 2), model.contract, crops)
+    weighted = (views.permute(0, 1, 3, 4, 2).double() @ torch.tensor([0.299, 0.587, 0.114]).double()).round()
+    assert gray.dtype == torch.uint8 and gray.shape == (len(views), 2, 3, *views.shape[-2:])
+    assert (gray.reshape(weighted.shape).double() - weighted).abs().max() <= 1
+    grey_frames = frames[..., :1].expand(frames.shape).contiguous()
+    grey_views = spatial_views(grey_frames.reshape(6, 120, 160, 3).permute(0, 3, 1, 2), model.contract, crops)
+    assert torch.equal(model.preprocess(grey_frames, crops).reshape(len(views), 6, *views.shape[-2:]), grey_views[:, :, 0])
+
+
 def test_flow_has_no_weights_and_is_identified_by_its_definition():
     resolved = find_weights("flow")
     assert resolved.origin == "parameter-free" and not resolved.random and len(resolved.sha256) == 64

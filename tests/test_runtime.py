@@ -113,6 +113,8 @@ def test_a_precise_front_stays_fp32_under_bf16_and_int8(monkeypatch, tmp_path):
     # A CPU without bf16 runs a bf16 hint in f32 (the suite must pass there too)
     native = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     assert precisions(bf16) == ["f32", "bf16" if native else "f32"]
+    # threads unpinned: the decoding thread shares the cores (docs/benchmark-extract.md)
+    assert [part.get_property("ENABLE_CPU_PINNING") for part in bf16.compiled[(2, 2, 64, 80, 3)]] == [False, False]
 
     dtypes = []
     for block in model._blocks[1:3]:  # the last block of the front, the first of the rest

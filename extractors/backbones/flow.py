@@ -88,15 +88,17 @@ class MotionStatistics(Backbone):
         self.workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
 
     def preprocess(self, frames: torch.Tensor, crops: CropMode) -> torch.Tensor:
-        """uint8 ``[N, F, H, W, 3]`` -> grayscale uint8 ``[views, N, F, h, w]`` (OpenCV's RGB2GRAY weights)."""
+        """uint8 ``[N, F, H, W, 3]`` -> grayscale uint8 ``[views, N, F, h, w]`` (OpenCV's RGB2GRAY)."""
+        import cv2
+
         n, f, h, w, c = frames.shape
         views = spatial_views(frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2), self.contract, crops)
-        weights = torch.tensor([0.299, 0.587, 0.114], device=frames.device)
-        # The weighted sum as a product over the channels_last pixels: one pass instead of three (in float32
-        # even under a bf16 autocast, which would change the grey levels).
-        with torch.autocast(frames.device.type, enabled=False):
-            gray = (views.permute(0, 1, 3, 4, 2).float() @ weights).round_().clamp_(0, 255).to(torch.uint8)
-        return gray.reshape(len(gray), n, f, *gray.shape[-2:])
+        pixels = views.permute(0, 1, 3, 4, 2).cpu().contiguous().numpy()  # channels_last already: no copy
+        count, _, height, width, _ = pixels.shape
+        # OpenCV's fixed-point conversion: 25x faster than the weighted sum in float32 (1.1 s per minute of
+        # 640x480 video), which it matches but for one grey level on 0.05 % of pixels (docs/design-notes.md).
+        gray = cv2.cvtColor(pixels.reshape(-1, width, 3), cv2.COLOR_RGB2GRAY)
+        return torch.from_numpy(gray.reshape(count, n, f, height, width))
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         # OpenCV releases the GIL: clips run in parallel threads.
