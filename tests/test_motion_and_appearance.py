@@ -85,7 +85,8 @@ def test_flow_sees_the_resized_frames_in_grey(crops):
     assert (gray.reshape(weighted.shape).double() - weighted).abs().max() <= 1
     grey_frames = frames[..., :1].expand(frames.shape).contiguous()
     grey_views = spatial_views(grey_frames.reshape(6, 120, 160, 3).permute(0, 3, 1, 2), model.contract, crops)
-    assert torch.equal(model.preprocess(grey_frames, crops).reshape(len(views), 6, *views.shape[-2:]), grey_views[:, :, 0])
+    grey = model.preprocess(grey_frames, crops).reshape(len(views), 6, *views.shape[-2:])
+    assert torch.equal(grey, grey_views[:, :, 0])
 
 
 def test_flow_has_no_weights_and_is_identified_by_its_definition():
