@@ -28,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
@@ -190,6 +191,9 @@ def main() -> None:
     parser.add_argument("--rss-minutes", default="1,10", help="video lengths for the peak-memory comparison")
     parser.add_argument("--rss-backbones", default="clip", help="backbones for the peak-memory comparison")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each timing, alternating model-only and end-to-end; medians"
+    )
     parser.add_argument("--crops", default="full", help="as `dakd extract --crops`, for both timings")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as `dakd extract --device`)")
     parser.add_argument("--runtimes", default="torch,openvino", help="runtimes to compare (as `--runtime`)")
@@ -240,15 +244,24 @@ def main() -> None:
             mode = weights_mode(backbone)
             for runtime, precision in executions:
                 # Model-only first: it converts the model for OpenVINO once (kept on disk), as a user's first run.
+                # Then alternating runs, whose medians are reported: this shared machine's speed drifts by
+                # 10-25 % between runs, more than the differences measured here.
                 snippets = str(-(-int(minutes * 60 * FPS) // 16))
-                model = run_child("model", backbone, snippets, mode, runtime, precision, options=options)
-                e2e = run_child("e2e", backbone, str(video), mode, runtime, precision, options=options)
-                inputs = run_child("input", backbone, str(video), mode, runtime, precision, options=options)
+                runs = []
+                for _ in range(max(1, args.repeat)):
+                    model = run_child("model", backbone, snippets, mode, runtime, precision, options=options)
+                    e2e = run_child("e2e", backbone, str(video), mode, runtime, precision, options=options)
+                    inputs = run_child("input", backbone, str(video), mode, runtime, precision, options=options)
+                    runs.append((model, e2e, inputs))
+                model, e2e, inputs = ({key: median(run[part][key] for run in runs) for key in runs[0][part]}
+                                      for part in range(3))  # fmt: skip
+                ratios = [(run[1]["seconds"] - run[1]["load_seconds"]) / run[0]["seconds"] for run in runs]
                 cpu = model["cpu_seconds"] + inputs["cpu_seconds"]
                 floor = max(model["seconds"], cpu / CORES) / model["seconds"]
                 rows.append(
                     (backbone, runtime, precision, minutes, e2e["snippets"], model["seconds"], e2e["seconds"],
-                     e2e["load_seconds"], model["cpu_seconds"], inputs["cpu_seconds"], floor, e2e["peak_rss_mb"])
+                     e2e["load_seconds"], model["cpu_seconds"], inputs["cpu_seconds"], floor, e2e["peak_rss_mb"],
+                     len(runs), min(ratios), max(ratios))
                 )  # fmt: skip
                 print(
                     f"{backbone} {runtime} {precision} {minutes:g} min: model {model['seconds']:.1f} s, end-to-end "
@@ -270,6 +283,8 @@ def main() -> None:
         f"{machine(args.device)}; generated {WIDTH}x{HEIGHT} {FPS} fps H.264 videos; crops {args.crops}; "
         f"batch {args.batch_size}; peak-memory runs with {runtime} {precision}.",
         "",
+        f"Each timing is the median of {max(1, args.repeat)} runs, model-only and end-to-end alternating (this "
+        "machine's speed drifts between runs); the last column has each run's ratio. "
         "End-to-end is `pipelines.extract.run` from call to return; it includes building the model and loading "
         "its weights once (a fixed cost, paid once per run of many videos), shown apart; the ratio is computed "
         "both ways.",
@@ -279,17 +294,18 @@ def main() -> None:
         "",
         "| backbone | runtime | precision | video | snippets | model-only s | end-to-end s | of which model loading s "
         "| ratio | ratio without loading (<= 1.15) | model CPU s | decoding + preprocessing CPU s "
-        f"| floor on {CORES} cores | snippets/s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| floor on {CORES} cores | snippets/s | peak RSS MB | runs | ratio without loading, each run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         backbone, runtime_, precision_, minutes, snippets, model_s, e2e_s, load_s, model_cpu, input_cpu, floor, rss = (
-            row
+            row[:12]
         )
+        runs, low, high = row[12:]
         lines.append(
             f"| {backbone} | {runtime_} | {precision_} | {minutes:g} min | {snippets} | {model_s:.1f} | {e2e_s:.1f} | "
             f"{load_s:.1f} | {e2e_s / model_s:.2f} | {(e2e_s - load_s) / model_s:.2f} | {model_cpu:.1f} | "
-            f"{input_cpu:.1f} | {floor:.2f} | {snippets / e2e_s:.2f} | {rss:.0f} |"
+            f"{input_cpu:.1f} | {floor:.2f} | {snippets / e2e_s:.2f} | {rss:.0f} | {runs} | {low:.2f}-{high:.2f} |"
         )
     if rss_rows:
         lines += [

@@ -83,15 +83,18 @@ def model_inputs(
     per_batch = max(1, batch_size // crop_count(crops))
     pieces: dict[str, list[torch.Tensor]] = {name: [] for name in models}
     pending = 0
+    # The first batches grow to per_batch, so the model starts on the first decoded snippets instead of
+    # waiting for a whole batch (0.3-0.5 s per video on 2 cores), and decoding keeps ahead while they grow.
+    target = 1
     for snippets in snippet_groups:
         frames = torch.from_numpy(snippets).to(device)
         for name, model in models.items():
             taken = frames if offsets[name] is None else frames[:, offsets[name]]
             pieces[name].append(model.preprocess(taken, crops))
         pending += len(snippets)
-        if pending >= per_batch:
+        if pending >= target:
             yield {name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending
-            pieces, pending = {name: [] for name in models}, 0
+            pieces, pending, target = {name: [] for name in models}, 0, min(per_batch, 2 * pending)
     if pending:
         yield {name: torch.cat(p, dim=1) for name, p in pieces.items()}, pending
 

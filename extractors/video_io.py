@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +52,37 @@ def rgb_converter() -> Callable[..., np.ndarray]:
         return out
 
     return to_rgb
+
+
+class ChunkBuffers:
+    """Arrays for chunks of decoded frames whose memory is reused once nothing refers to a chunk any more.
+
+    A fresh 59 MB array per 64 frames of 640x480 video costs the kernel's page faults and zeroing on first
+    write: 0.15-0.3 CPU s per minute of video (docs/design-notes.md). A chunk handed out is a view on a kept
+    block; every view or tensor made from it refers to one base array, so a weak reference to that base
+    says when the block is free. Past ``keep`` blocks in use (a caller that holds every chunk), chunks
+    are plain new arrays.
+    """
+
+    def __init__(self, shape: tuple[int, ...], keep: int = 3):
+        self.shape, self.keep = shape, keep
+        self.blocks: list[tuple[np.ndarray, weakref.ref]] = []
+
+    def take(self) -> np.ndarray:
+        free = [index for index, (_, handed) in enumerate(self.blocks) if handed() is None]
+        if free:
+            return self._hand_out(free[0])
+        if len(self.blocks) == self.keep:
+            return np.empty(self.shape, np.uint8)
+        self.blocks.append((np.empty(self.shape, np.uint8), None))
+        return self._hand_out(len(self.blocks) - 1)
+
+    def _hand_out(self, index: int) -> np.ndarray:
+        # An array over the block's memory that is not a view of the block: views made from it refer to it.
+        block = self.blocks[index][0]
+        base = np.frombuffer(memoryview(block.reshape(-1)), np.uint8)
+        self.blocks[index] = (block, weakref.ref(base))
+        return base.reshape(self.shape)
 
 
 class VideoReader:
@@ -103,6 +135,7 @@ class VideoReader:
         import av
 
         chunk, filled = None, 0
+        buffers = ChunkBuffers((chunk_frames, self.height, self.width, 3))
         try:
             for frame in self._container.decode(self._stream):
                 if (frame.width, frame.height) != (self.width, self.height):
@@ -113,7 +146,7 @@ class VideoReader:
                         f"at frame {self.n_decoded + filled})",
                     )
                 if chunk is None:  # frames go straight into the chunk: no per-frame array to stack
-                    chunk = np.empty((chunk_frames, self.height, self.width, 3), np.uint8)
+                    chunk = buffers.take()
                 self._to_rgb(frame, chunk[filled])
                 filled += 1
                 if filled == chunk_frames:

@@ -28,6 +28,17 @@ def videos(tmp_path):
     return folder
 
 
+def test_the_first_batches_grow_so_the_model_starts_early():
+    from extractors.backbones import create_backbone
+    from extractors.engine import model_inputs
+
+    groups = [np.full((4, 16, 24, 32, 3), i, np.uint8) for i in range(10)]  # 40 snippets, 4 per decoded group
+    batches = list(model_inputs(groups, {"flow": create_backbone("flow")}, torch.device("cpu"), 16, "full", 16))
+    assert [n for _, n in batches] == [4, 8, 16, 12]
+    levels = torch.cat([inputs["flow"][0, :, 0, 0, 0] for inputs, _ in batches])  # every snippet once, in order
+    assert levels.tolist() == [i for i in range(10) for _ in range(4)]
+
+
 def extract(*args):
     return CliRunner().invoke(app, ["extract", *map(str, args), *TINY])
 

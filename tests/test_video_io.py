@@ -53,6 +53,23 @@ def test_frames_equal_pyav_per_frame_conversion(tmp_path, options):
     np.testing.assert_array_equal(decode_all(path)[1], expected)
 
 
+def test_chunk_memory_is_reused_only_once_nothing_refers_to_it(tmp_path):
+    import torch
+
+    path = write_indexed_video(tmp_path / "a.mp4", 80)
+    with VideoReader(path) as reader:
+        addresses, held, seen = [], None, []
+        for index, chunk in enumerate(reader.chunks(8)):
+            addresses.append(chunk.__array_interface__["data"][0])
+            seen.append([read_index(f) for f in chunk])
+            if index == 2:  # a tensor made from a slice of a chunk keeps the whole chunk from being reused
+                held = torch.from_numpy(chunk[3:5])
+    assert len(set(addresses)) <= 3  # 10 chunks in at most 3 blocks: released chunks are reused
+    assert addresses[2] not in addresses[3:]  # the held chunk's block was not handed out again
+    assert [read_index(f) for f in held.numpy()] == [19, 20]  # and its frames are intact
+    assert seen == [list(range(i, i + 8)) for i in range(0, 80, 8)]
+
+
 def test_one_frame_video(tmp_path):
     reader, frames, _ = decode_all(write_indexed_video(tmp_path / "one.mp4", 1))
     assert reader.n_decoded == 1 and frames.shape[0] == 1
