@@ -117,6 +117,7 @@ def main() -> None:
         help="runtime:precision pairs to compare (as `--runtime`, `--precision`)",
     )
     parser.add_argument("--crops", default="full", help="the checkpoints' crop mode (as `dakd extract --crops`)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each checkpoint, alternating; the median")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmark-score.md"))
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -139,19 +140,29 @@ def main() -> None:
     rows = []
     for execution in args.executions.split(","):
         runtime, precision = execution.split(":")
-        for kind, backbones, path in checkpoints:
+
+        def score(path: Path, runtime: str = runtime, precision: str = precision) -> dict:
             out = str(work / f"scores-{path.parent.name}")
             command = [sys.executable, __file__, "--device", args.device, "--child", str(path), str(video), out]
-            # The first run converts the models for OpenVINO (kept on disk): run once untimed, as a user's
-            # first run, then time the second.
-            for _ in range(2 if runtime == "openvino" else 1):
-                done = subprocess.run(
-                    [*command, runtime, precision], capture_output=True, text=True,
-                    env={**os.environ, "DAKD_OFFLINE": "1"},
-                )  # fmt: skip
-                if done.returncode != 0:
-                    raise SystemExit(done.stderr[-3000:])
-            result = json.loads(done.stdout.strip().splitlines()[-1])
+            done = subprocess.run(
+                [*command, runtime, precision], capture_output=True, text=True, env={**os.environ, "DAKD_OFFLINE": "1"}
+            )
+            if done.returncode != 0:
+                raise SystemExit(done.stderr[-3000:])
+            return json.loads(done.stdout.strip().splitlines()[-1])
+
+        if runtime == "openvino":  # the first run converts the models (kept on disk), as a user's first run: untimed
+            for _, _, path in checkpoints:
+                score(path)
+        # Then alternating timed runs, whose median is reported: this machine's speed drifts between runs.
+        runs: dict[str, list[dict]] = {kind: [] for kind, _, _ in checkpoints}
+        for _ in range(max(1, args.repeat)):
+            for kind, _, path in checkpoints:
+                runs[kind].append(score(path))
+        for kind, backbones, _ in checkpoints:
+            seconds = [run["seconds"] for run in runs[kind]]
+            middle = sorted(runs[kind], key=lambda run: run["seconds"])[len(seconds) // 2]
+            result = {**middle, "range": (min(seconds), max(seconds))}
             rows.append((kind, backbones, runtime, precision, result))
             print(f"{kind} {runtime} {precision}: {result}", flush=True)
     lines = [
@@ -159,16 +170,19 @@ def main() -> None:
         "",
         f"`python benchmarks/score.py {' '.join(sys.argv[1:])}`: `dakd score` end to end (loading, decoding, "
         f"backbones, model, CSV/JSON/PNG) on a generated {args.minutes:g}-minute 640x480 30 fps video, "
-        f"{machine(args.device)}, crops {args.crops}. OpenVINO runs are the second of two (the first converts "
-        "the model once and keeps it on disk).",
+        f"{machine(args.device)}, crops {args.crops}. Each row is the median of {max(1, args.repeat)} runs, the "
+        "checkpoints alternating (this machine's speed drifts between runs), with the fastest and slowest; "
+        "OpenVINO's first run, which converts the models once and keeps them on disk, is not timed.",
         "",
-        "| checkpoint | backbones | runtime | precision | seconds | x real time (> 1 = faster) | peak RSS MB |",
-        "|---|---|---|---|---|---|---|",
+        "| checkpoint | backbones | runtime | precision | seconds | x real time (> 1 = faster) | peak RSS MB "
+        "| seconds, each run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for kind, backbones, runtime, precision, result in rows:
         lines.append(
             f"| {kind} | {backbones} | {runtime} | {precision} | {result['seconds']:.1f} | "
-            f"{result['realtime_factor']:.2f} | {result['peak_rss_mb']:.0f} |"
+            f"{result['realtime_factor']:.2f} | {result['peak_rss_mb']:.0f} | "
+            f"{result['range'][0]:.1f}-{result['range'][1]:.1f} |"
         )
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)
