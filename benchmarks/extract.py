@@ -3,8 +3,8 @@
 Generates 640x480 30 fps test videos (a textured scene with moving objects), then for each backbone runs
 in a fresh process (so peak RSS is that run's own):
 
-* model-only: the backbone's forward passes on already-preprocessed clips, as many snippets as the video
-  has, in the same batches as extraction;
+* model-only: the backbone's forward passes on the video's own clips, decoded and preprocessed beforehand,
+  in the same batches as extraction;
 * end-to-end: ``pipelines.extract.run`` on the video (decode, snippets, preprocessing, model, cache write);
 * input: decoding and preprocessing alone (the engine's own functions), for their CPU seconds. With the
   model's CPU seconds they give the floor of the ratio on this machine's cores: end-to-end cannot take
@@ -119,32 +119,39 @@ def child_end_to_end(settings: ChildSettings, video: str, cache: str) -> dict:
     return {"seconds": seconds, "load_seconds": summary.load_seconds, "snippets": summary.snippets}
 
 
-def child_model_only(settings: ChildSettings, snippets: int) -> dict:
+def child_model_only(settings: ChildSettings, video: str) -> dict:
+    """The model alone on the video's own clips, decoded and preprocessed first (untimed), in extraction's
+    batches: flow's time depends on what moves in the frames, a network's on their size only."""
     import torch
 
     from dakd.devices import choose_device
     from extractors.backbones import create_backbone
     from extractors.crops import parse_crop_mode
+    from extractors.engine import decoded_snippets, model_inputs, pixels_for
     from extractors.runtime import autocast, choose_execution, prepare
+    from extractors.video_io import VideoReader
 
     target = choose_device(settings.device)
     execution = choose_execution(settings.runtime, settings.precision, target)
     weights = "random" if settings.random_weights else None
     model = prepare(create_backbone(settings.backbone, weights=weights, device=target), execution, settings.backbone)
-    per_batch = max(1, settings.batch_size)
-    frames = torch.randint(0, 256, (per_batch, len(model.frame_offsets(16)), HEIGHT, WIDTH, 3), dtype=torch.uint8)
-    clips = model.preprocess(frames, parse_crop_mode(settings.crops)).flatten(0, 1)
-    clips = clips.contiguous(memory_format=model.memory_format).to(target)
-    sizes = [per_batch] * (snippets // per_batch) + ([snippets % per_batch] if snippets % per_batch else [])
+    with VideoReader(video) as reader:
+        snippets = decoded_snippets(reader, 16, pixels_for([model]))
+        batches = [
+            inputs["model"].flatten(0, 1).contiguous(memory_format=model.memory_format).to(target)
+            for inputs, _ in model_inputs(
+                snippets, {"model": model}, target, 16, parse_crop_mode(settings.crops), settings.batch_size
+            )
+        ]
     with torch.inference_mode(), autocast(target, execution):
-        model(clips[:1])  # warm-up (and OpenVINO's conversion), as extraction's first batch pays once per run
+        model(batches[0][:1])  # warm-up (and OpenVINO's conversion), as extraction's first batch pays once per run
         synchronize(target)
         started, cpu_started = time.perf_counter(), time.process_time()
-        for size in sizes:
-            model(clips[:size]).float().cpu()  # extraction copies every batch's features back too
+        for clips in batches:
+            model(clips).float().cpu()  # extraction copies every batch's features back too
         synchronize(target)
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "snippets": snippets}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "snippets": sum(len(clips) for clips in batches)}
 
 
 def child_input(settings: ChildSettings, video: str) -> dict:
@@ -152,7 +159,7 @@ def child_input(settings: ChildSettings, video: str) -> dict:
     from dakd.devices import choose_device
     from extractors.backbones import create_backbone
     from extractors.crops import parse_crop_mode
-    from extractors.engine import decoded_snippets, model_inputs
+    from extractors.engine import decoded_snippets, model_inputs, pixels_for
     from extractors.runtime import choose_execution, prepare
     from extractors.video_io import VideoReader
 
@@ -163,7 +170,7 @@ def child_input(settings: ChildSettings, video: str) -> dict:
     models = {settings.backbone: model}
     started, cpu_started = time.perf_counter(), time.process_time()
     with VideoReader(video) as reader:
-        snippets = decoded_snippets(reader, 16)
+        snippets = decoded_snippets(reader, 16, pixels_for(models.values()))
         for _ in model_inputs(snippets, models, target, 16, parse_crop_mode(settings.crops), settings.batch_size):
             pass
     return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started}
@@ -216,7 +223,7 @@ def main() -> None:
         elif kind == "input":
             result = child_input(settings, target)
         else:
-            result = child_model_only(settings, int(target))
+            result = child_model_only(settings, target)
         result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
@@ -246,10 +253,9 @@ def main() -> None:
                 # Model-only first: it converts the model for OpenVINO once (kept on disk), as a user's first run.
                 # Then alternating runs, whose medians are reported: this shared machine's speed drifts by
                 # 10-25 % between runs, more than the differences measured here.
-                snippets = str(-(-int(minutes * 60 * FPS) // 16))
                 runs = []
                 for _ in range(max(1, args.repeat)):
-                    model = run_child("model", backbone, snippets, mode, runtime, precision, options=options)
+                    model = run_child("model", backbone, str(video), mode, runtime, precision, options=options)
                     e2e = run_child("e2e", backbone, str(video), mode, runtime, precision, options=options)
                     inputs = run_child("input", backbone, str(video), mode, runtime, precision, options=options)
                     runs.append((model, e2e, inputs))

@@ -59,10 +59,17 @@ class FreedMemoryRelease:
             self.trim()
 
 
-def decoded_snippets(reader: VideoReader, snippet_frames: int) -> Iterator[np.ndarray]:
-    """The video's snippets as uint8 arrays ``[<=group, snippet_frames, H, W, 3]``, a few at a time."""
+def pixels_for(models: Iterable[Backbone]) -> str:
+    """The pixel layout (:data:`extractors.video_io.PIXELS`) that gives every one of ``models`` what it reads."""
+    luma = {model.contract.pixels == "luma" for model in models}
+    return "rgb+luma" if luma == {True, False} else "luma" if luma == {True} else "rgb"
+
+
+def decoded_snippets(reader: VideoReader, snippet_frames: int, pixels: str = "rgb") -> Iterator[np.ndarray]:
+    """The video's snippets as uint8 arrays ``[<=group, snippet_frames, H, W, C]``, a few at a time (``pixels``:
+    the layout of the last axis)."""
     group = max(1, DECODE_FRAMES // snippet_frames)
-    return stream_snippets(reader.chunks(DECODE_FRAMES), snippet_frames, group)
+    return stream_snippets(reader.chunks(DECODE_FRAMES, pixels), snippet_frames, group)
 
 
 def model_inputs(
@@ -155,7 +162,7 @@ def extract_video(
     preprocesses the next batch while the models run this one (on a GPU, preprocessing runs on the GPU);
     see docs/design-notes.md for the measurements that put preprocessing there.
     """
-    snippets = decoded_snippets(reader, snippet_frames)
+    snippets = decoded_snippets(reader, snippet_frames, pixels_for(models.values()))
     batches = Prefetcher(model_inputs(snippets, models, device, snippet_frames, crops, batch_size))
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
     release_freed_memory = FreedMemoryRelease()
@@ -187,8 +194,8 @@ def snippet_features(
     crops: CropMode = 1,
     execution: Execution = Execution("torch", "fp32"),
 ) -> dict[str, np.ndarray]:
-    """Features ``{backbone: [views, N, D]}`` of N decoded snippets, uint8 ``[N, F, H, W, 3]`` (one batch;
-    for live streams, whose snippets arrive one at a time)."""
+    """Features ``{backbone: [views, N, D]}`` of N decoded snippets, uint8 ``[N, F, H, W, C]`` in the layout of
+    :func:`pixels_for` (one batch; for live streams, whose snippets arrive one at a time)."""
     batch = len(snippets) * crop_count(crops)
     ((inputs, n),) = model_inputs([snippets], models, device, snippets.shape[1], crops, batch)
     with torch.inference_mode(), autocast(device, execution):

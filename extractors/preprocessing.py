@@ -56,7 +56,7 @@ def resize_frames(frames: torch.Tensor, contract: InputContract, crops: CropMode
 
 
 def spatial_views(frames: torch.Tensor, contract: InputContract, crops: CropMode) -> torch.Tensor:
-    """uint8 ``[M, 3, H, W]`` -> resized and cropped uint8 ``[views, M, 3, h, w]`` (the crop mode's views)."""
+    """uint8 ``[M, C, H, W]`` -> resized and cropped uint8 ``[views, M, C, h, w]`` (the crop mode's views)."""
     resized = resize_frames(frames, contract, crops)
     return resized[None] if crops == "full" else take_crops(resized, contract.crop_size, crops)
 
@@ -65,13 +65,29 @@ CLIP_AXES = "FHWC"  # the axes of one clip from resized_clips: frames, height, w
 
 
 def resized_clips(frames: torch.Tensor, contract: InputContract, crops: CropMode) -> torch.Tensor:
-    """uint8 ``[N, F, H, W, 3]`` -> resized and cropped uint8 ``[views, N, F, h, w, 3]`` (the crop mode's views;
-    ``h = w =`` the crop size, except in the ``"full"`` mode)."""
+    """uint8 ``[N, F, H, W, C]`` (``C``: 3, or 4 for R, G, B and luma) -> resized and cropped RGB uint8
+    ``[views, N, F, h, w, 3]`` (the crop mode's views; ``h = w =`` the crop size, except in the ``"full"`` mode)."""
     n, f, h, w, c = frames.shape
+    if c == 4 and not (contract.resize_kernel == "uint8" and frames.device.type == "cpu"):
+        frames, c = frames[..., :3], 3  # float interpolation may round a level apart on 4 channels: RGB first
     flat = frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2)  # a channels_last view: no copy
-    views = spatial_views(flat, contract, crops)  # [views, N*F, 3, h', w'], channels_last in memory
+    views = spatial_views(flat, contract, crops)  # [views, N*F, C, h', w'], channels_last in memory
     count, _, _, height, width = views.shape
-    return views.permute(0, 1, 3, 4, 2).reshape(count, n, f, height, width, c)
+    pixels = views.permute(0, 1, 3, 4, 2)  # [views, N*F, h', w', C]
+    if c == 4:  # torch's uint8 kernel resized all 4 channels (as on 3, and 5x faster than 3 of 4): keep RGB
+        pixels = rgb_of_rgbl(pixels)
+    return pixels.reshape(count, n, f, height, width, 3)
+
+
+def rgb_of_rgbl(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[..., 4]`` (R, G, B, luma) -> ``[..., 3]`` RGB; on the CPU by OpenCV, 8x faster than PyTorch's
+    strided copy (0.04 against 0.33 ms a 224x298 frame)."""
+    if pixels.device.type != "cpu" or not pixels.is_contiguous():
+        return pixels[..., :3]
+    import cv2
+
+    rows = pixels.numpy().reshape(-1, pixels.shape[-2], 4)
+    return torch.from_numpy(cv2.cvtColor(rows, cv2.COLOR_RGBA2RGB)).view(*pixels.shape[:-1], 3)
 
 
 def normalise_clips(clips: torch.Tensor, contract: InputContract, layout: str = "CFHW") -> torch.Tensor:

@@ -32,7 +32,9 @@ class InputContract:
     ``resize_kernel``: "uint8" (torch's fast uint8 kernel), "float" (torchvision's float arithmetic, bit
     exact), or None where the backbone resizes itself (CLIP goes through PIL as open_clip does);
     ``definition``: for a feature without learned weights (motion statistics), what it computes and its
-    version: the stand-in for a weights checksum, so a changed definition never mixes with old features.
+    version: the stand-in for a weights checksum, so a changed definition never mixes with old features;
+    ``pixels``: "luma" for a backbone that reads the decoded luma plane instead of RGB frames (None: RGB; left
+    out of stored contracts, which predate it).
     """
 
     frames: str
@@ -47,6 +49,7 @@ class InputContract:
     resize_kernel: Literal["uint8", "float"] | None = None
     channels: str = "RGB"
     definition: str | None = None
+    pixels: Literal["luma"] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in manifests and checkpoints (lists for tuples; unset fields left out)."""
@@ -103,7 +106,8 @@ class Backbone(nn.Module):
         return list(range(snippet_frames))
 
     def preprocess(self, frames: torch.Tensor, crops: int) -> torch.Tensor:
-        """``frames`` uint8 ``[N, F, H, W, 3]`` (the consumed frames of N snippets) -> ``[crops, N, ...]``."""
+        """``frames`` uint8 ``[N, F, H, W, C]`` (the consumed frames of N snippets; ``C`` 3, or 4 where the luma plane
+        comes along) -> ``[crops, N, ...]``."""
         return preprocess_clips(frames, self.contract, crops, self.clip_layout)
 
     def precise_front(self) -> tuple[nn.Module, nn.Module] | None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from dakd.errors import first_line
 from dakd.timeline import DEFAULT_SNIPPET_FRAMES, snippet_frame_indices
-from extractors.video_io import rgb_converter
+from extractors.video_io import frame_converter
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def is_live(url: str) -> bool:
 class Snippet:
     source: str
     index: int  # the snippet's number in the stream (skipped ones count)
-    frames: np.ndarray  # uint8 [snippet_frames, H, W, 3]
+    frames: np.ndarray  # uint8 [snippet_frames, H, W, C], C as the source's pixels say
     start_s: float  # stream time of its first frame
     end_s: float  # stream time just after its last frame
     arrived: float  # time.monotonic() when its last frame was decoded
@@ -74,8 +74,10 @@ class LiveSource(threading.Thread):
         backoff: tuple[float, float] = (1.0, 30.0),
         record_seconds: float = 0.0,
         post_roll_s: float = 3.0,
+        pixels: str = "rgb",
     ):
         super().__init__(daemon=True, name=f"source {url}")
+        self.pixels = pixels  # the layout of decoded frames (extractors.video_io.PIXELS)
         self.url, self.snippet_frames, self.live = url, snippet_frames, is_live(url)
         self.realtime = realtime or self.live
         self.reconnect = self.live if reconnect is None else reconnect
@@ -165,7 +167,7 @@ class LiveSource(threading.Thread):
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 25.0
-        to_rgb = rgb_converter()
+        convert = frame_converter(self.pixels)
         frames: list[np.ndarray] = []
         count, first, began = 0, None, time.monotonic()
         self.clock = None  # a live connection's (stream time, pts) at its first frame
@@ -186,7 +188,7 @@ class LiveSource(threading.Thread):
                     self.stopping.wait(max(0.0, began + count / fps - time.monotonic()))
                 if first is None:
                     first = self.stream_time(count, fps, frame.time)
-                frames.append(to_rgb(frame))
+                frames.append(convert(frame))
                 count += 1
                 if len(frames) == self.snippet_frames:
                     self.emit(frames, first, self.stream_time(count, fps, frame.time, 1 / fps))

@@ -1,4 +1,4 @@
-"""Reading videos as bounded chunks of RGB frames, and writing videos (both with PyAV, i.e. FFmpeg).
+"""Reading videos as bounded chunks of frames (RGB, luma or both), and writing videos (both with PyAV, i.e. FFmpeg).
 
 Memory never grows with video length: frames are decoded on demand, ``chunk_frames`` at a time, in the
 calling thread. (decord 0.6 decodes ahead in a thread of its own without any bound: +5.4 GB in 12 s
@@ -30,28 +30,70 @@ VIDEO_EXTENSIONS = frozenset(
 )
 
 
-def rgb_converter() -> Callable[..., np.ndarray]:
-    """Decoded frame -> uint8 ``[H, W, 3]`` RGB, through one FFmpeg scaler kept for the whole video; with
-    ``out``, written into that array (a slot of a chunk) instead of a new one.
+# Pixel layouts of decoded frames (the last axis): "rgb" [..., 3]; "luma" [..., 1], the Y plane; "rgb+luma"
+# [..., 4], R, G, B and Y, for runs whose backbones read both (a Teacher with RGB views and flow).
+PIXELS = {"rgb": 3, "luma": 1, "rgb+luma": 4}
+# 8-bit formats whose first plane is the luma (or grey) plane, and those of them that are full range.
+LUMA_PLANE_FORMATS = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p", "yuv411p",
+     "yuvj411p", "yuv410p", "yuva420p", "nv12", "nv21", "nv16", "gray"}
+)  # fmt: skip
+FULL_RANGE_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p", "gray"})
+JPEG_RANGE = 2  # FFmpeg's AVCOL_RANGE_JPEG: a frame that says its luma spans 0-255
+# Limited-range luma (16-235) stretched to 0-255, as FFmpeg's RGB conversion stretches it.
+LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
 
-    ``frame.to_ndarray(format="rgb24")`` builds a new scaler for every frame, for the same pixels: 2.3x
-    slower on an idle machine, 12x on a busy one (PyAV 18, 640x480; docs/design-notes.md).
+
+def _rows(plane, height: int, row_bytes: int) -> np.ndarray:
+    # FFmpeg pads each row to line_size bytes: read the rows as PyAV's to_ndarray does.
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :row_bytes]
+
+
+def frame_converter(pixels: str = "rgb") -> Callable[..., np.ndarray]:
+    """Decoded frame -> uint8 ``[H, W, C]`` in the layout ``pixels`` (:data:`PIXELS`); with ``out``, written
+    into that array (a slot of a chunk) instead of a new one.
+
+    RGB comes through one FFmpeg scaler kept for the whole video: ``frame.to_ndarray(format="rgb24")``
+    builds a new scaler for every frame, for the same pixels, 2.3x slower on an idle machine and 12x on a busy
+    one (PyAV 18, 640x480; docs/design-notes.md). Luma is the decoded Y plane itself, with no conversion
+    (limited range stretched to 0-255); formats without an 8-bit luma plane go through the scaler to grey.
     """
+    import cv2
     from av.video.reformatter import VideoReformatter
 
+    if pixels not in PIXELS:
+        raise ValueError(f"pixels must be one of {', '.join(PIXELS)}; got {pixels!r}")
     reformatter = VideoReformatter()
 
-    def to_rgb(frame: av.VideoFrame, out: np.ndarray | None = None) -> np.ndarray:
-        plane = reformatter.reformat(frame, format="rgb24").planes[0]
-        # FFmpeg pads each row to line_size bytes: read the rows as PyAV's to_ndarray does.
-        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width * 3]
-        pixels = rows.reshape(frame.height, frame.width, 3)
+    def rgb(frame: av.VideoFrame, out: np.ndarray) -> None:
+        # With luma, RGBA (the same R, G, B) fills all 4 channels in one contiguous copy, and luma then takes
+        # the fourth: copying RGB into 3 of 4 channels is 15x slower in numpy (1.3 ms a 640x480 frame).
+        fmt, channels = ("rgb24", 3) if pixels == "rgb" else ("rgba", 4)
+        rows = _rows(reformatter.reformat(frame, format=fmt).planes[0], frame.height, frame.width * channels)
+        out[...] = rows.reshape(frame.height, frame.width, channels)
+
+    def luma(frame: av.VideoFrame, out: np.ndarray) -> None:
+        name = frame.format.name
+        if name not in LUMA_PLANE_FORMATS:
+            grey = reformatter.reformat(frame, format="gray")  # FFmpeg's scaler gives full-range grey
+            out[...] = _rows(grey.planes[0], frame.height, frame.width)
+        elif name in FULL_RANGE_FORMATS or frame.color_range == JPEG_RANGE:
+            out[...] = _rows(frame.planes[0], frame.height, frame.width)
+        elif out.flags.c_contiguous:
+            cv2.LUT(_rows(frame.planes[0], frame.height, frame.width), LIMITED_TO_FULL, dst=out)
+        else:
+            out[...] = cv2.LUT(_rows(frame.planes[0], frame.height, frame.width), LIMITED_TO_FULL)
+
+    def convert(frame: av.VideoFrame, out: np.ndarray | None = None) -> np.ndarray:
         if out is None:
-            return pixels.copy()
-        out[...] = pixels
+            out = np.empty((frame.height, frame.width, PIXELS[pixels]), np.uint8)
+        if pixels != "luma":
+            rgb(frame, out)
+        if pixels != "rgb":
+            luma(frame, out[..., -1])
         return out
 
-    return to_rgb
+    return convert
 
 
 class ChunkBuffers:
@@ -86,7 +128,7 @@ class ChunkBuffers:
 
 
 class VideoReader:
-    """Sequential RGB reader for one video file.
+    """Sequential reader for one video file.
 
     Attributes: ``fps`` (average frames per second), ``width``, ``height``, ``n_reported`` (frame count
     from the container, 0 when it has none), ``n_decoded`` (frames yielded so far), ``truncated``
@@ -111,7 +153,6 @@ class VideoReader:
             raise VideoError(str(self.path), "no_video_stream", "no video stream (audio-only?)")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"  # FFmpeg's frame and slice threads: bounded, unlike a read-ahead queue
-        self._to_rgb = rgb_converter()
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else 25.0
         self.width, self.height = self._stream.codec_context.width, self._stream.codec_context.height
@@ -127,15 +168,17 @@ class VideoReader:
         if self.path.stat().st_size == 0:
             raise VideoError(str(self.path), "empty_file", "the file is empty (0 bytes)")
 
-    def chunks(self, chunk_frames: int = 64) -> Iterator[np.ndarray]:
-        """Yield the video's frames in order as uint8 arrays ``[<=chunk_frames, H, W, 3]``.
+    def chunks(self, chunk_frames: int = 64, pixels: str = "rgb") -> Iterator[np.ndarray]:
+        """Yield the video's frames in order as uint8 arrays ``[<=chunk_frames, H, W, C]`` (``pixels``: the layout,
+        :data:`PIXELS`).
 
         A file that stops decoding part-way keeps the frames before that point (``truncated``).
         """
         import av
 
         chunk, filled = None, 0
-        buffers = ChunkBuffers((chunk_frames, self.height, self.width, 3))
+        convert = frame_converter(pixels)
+        buffers = ChunkBuffers((chunk_frames, self.height, self.width, PIXELS[pixels]))
         try:
             for frame in self._container.decode(self._stream):
                 if (frame.width, frame.height) != (self.width, self.height):
@@ -147,7 +190,7 @@ class VideoReader:
                     )
                 if chunk is None:  # frames go straight into the chunk: no per-frame array to stack
                     chunk = buffers.take()
-                self._to_rgb(frame, chunk[filled])
+                convert(frame, chunk[filled])
                 filled += 1
                 if filled == chunk_frames:
                     self.n_decoded += filled

@@ -27,7 +27,7 @@ from dakd.alerts import AlertPolicy, AlertTracker, resolve_threshold
 from dakd.errors import DakdError, first_line
 from dakd.plots import plot_scores
 from dakd.scoring import CausalScorer
-from extractors.engine import FreedMemoryRelease, load_for_scoring, snippet_features
+from extractors.engine import FreedMemoryRelease, load_for_scoring, pixels_for, snippet_features
 from extractors.stream import END, LiveSource
 from pipelines.common import peak_rss_mb
 from pipelines.jobs import WatchJob
@@ -107,6 +107,7 @@ def run(job: WatchJob, emit: Callable[[dict], None] | None = None, report: Calla
             job.queue,
             record_seconds=job.pre_roll if record else 0.0,
             post_roll_s=job.post_roll,
+            pixels=pixels_for(loaded.backbones.values()),
         )
         for url in job.sources
     ]

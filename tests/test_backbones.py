@@ -33,6 +33,17 @@ def test_every_backbone_builds_and_runs(name):
     assert isinstance(model.contract, InputContract) and model.weights_record["random"] != parameter_free
 
 
+@pytest.mark.parametrize("name", [n for n in list_backbones(include_test_variants=True) if n != "flow"])
+def test_rgb_backbones_take_the_same_clips_when_luma_comes_along(name):
+    # A run with flow decodes R, G, B and luma together; an RGB backbone must see exactly the RGB-only clips.
+    model = create_backbone(name, weights="random")
+    frames = random_frames(2, len(model.frame_offsets(16)), 120, 160)
+    luma = torch.randint(0, 256, (*frames.shape[:-1], 1), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with_luma = torch.cat([frames, luma], -1)
+    for crops in ("full", 5):
+        torch.testing.assert_close(model.preprocess(with_luma, crops), model.preprocess(frames, crops), atol=0, rtol=0)
+
+
 def test_random_weights_are_identical_in_every_build():
     a, b = create_backbone("i3d_tiny", weights="random"), create_backbone("i3d_tiny", weights="random")
     for (key, x), y in zip(a.state_dict().items(), b.state_dict().values()):

@@ -16,7 +16,7 @@ SIZE = 224  # frames at the contract's short side: the preprocessing does not re
 
 
 def moving_square(speed: float, frames: int = 16, seed: int = 0) -> torch.Tensor:
-    """uint8 ``[1, frames, SIZE, SIZE, 3]``: a textured 48x48 square moving right at ``speed`` px/frame over a
+    """Luma, uint8 ``[1, frames, SIZE, SIZE, 1]``: a textured 48x48 square moving right at ``speed`` px/frame over a
     static textured background (texture gives the flow something to match; DIS's fast preset matches 8x8
     patches, so the square is several patches wide)."""
     rng = np.random.default_rng(seed)
@@ -27,7 +27,7 @@ def moving_square(speed: float, frames: int = 16, seed: int = 0) -> torch.Tensor
         frame = background.copy()
         left = int(round(40 + speed * index))
         frame[88:136, left : left + 48] = square
-        clip.append(np.repeat(frame[..., None], 3, axis=-1))
+        clip.append(frame[..., None])
     return torch.from_numpy(np.stack(clip))[None]
 
 
@@ -71,22 +71,52 @@ def test_motion_statistics_by_hand():
 
 
 @pytest.mark.parametrize("crops", ["full", 5])
-def test_flow_sees_the_resized_frames_in_grey(crops):
-    """Grey is OpenCV's RGB2GRAY of the resized (and cropped) views: the 0.299 R + 0.587 G + 0.114 B of the contract
-    within one level, and a grey frame keeps its levels exactly (Ped2's frames are grey)."""
-    from extractors.preprocessing import spatial_views
+def test_flow_reads_the_luma_channel_resized_by_a_pyramid_then_bilinear(crops):
+    """flow takes the last channel (luma) of either layout, the same with or without RGB beside it, halves it with
+    OpenCV's Gaussian pyramid while it is at least twice the target, then resizes it bilinearly."""
+    import cv2
+
+    from extractors.crops import take_crops
+    from extractors.preprocessing import resized_shape
 
     model = create_backbone("flow")
-    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 120, 160, 3), dtype=np.uint8))
-    gray = model.preprocess(frames, crops)
-    views = spatial_views(frames.reshape(6, 120, 160, 3).permute(0, 3, 1, 2), model.contract, crops)
-    weighted = (views.permute(0, 1, 3, 4, 2).double() @ torch.tensor([0.299, 0.587, 0.114]).double()).round()
-    assert gray.dtype == torch.uint8 and gray.shape == (len(views), 2, 3, *views.shape[-2:])
-    assert (gray.reshape(weighted.shape).double() - weighted).abs().max() <= 1
-    grey_frames = frames[..., :1].expand(frames.shape).contiguous()
-    grey_views = spatial_views(grey_frames.reshape(6, 120, 160, 3).permute(0, 3, 1, 2), model.contract, crops)
-    grey = model.preprocess(grey_frames, crops).reshape(len(views), 6, *views.shape[-2:])
-    assert torch.equal(grey, grey_views[:, :, 0])
+    rng = np.random.default_rng(0)
+    luma = torch.from_numpy(rng.integers(0, 256, (2, 3, 480, 640, 1), dtype=np.uint8))
+    with_rgb = torch.cat([torch.from_numpy(rng.integers(0, 256, (2, 3, 480, 640, 3), dtype=np.uint8)), luma], -1)
+    views = model.preprocess(luma, crops)
+    torch.testing.assert_close(model.preprocess(with_rgb, crops), views, rtol=0, atol=0)
+    height, width = resized_shape(480, 640, model.contract, crops)
+    assert (height, width) == (224, 298)  # short side 224 in both modes (resize_size 224)
+    expected = []
+    for image in luma.reshape(6, 480, 640).numpy():
+        half = cv2.pyrDown(image)  # 240 x 320: not twice the target any more
+        expected.append(cv2.resize(half, (width, height), interpolation=cv2.INTER_LINEAR))
+    expected = torch.from_numpy(np.stack(expected))
+    expected = expected[None] if crops == "full" else take_crops(expected, 224, crops)
+    assert views.dtype == torch.uint8 and views.shape == (len(expected), 2, 3, *expected.shape[-2:])
+    torch.testing.assert_close(views.reshape(expected.shape), expected, rtol=0, atol=0)
+
+
+def test_flow_features_do_not_depend_on_what_runs_beside_it(tmp_path):
+    """A Teacher run decodes R, G, B and luma together; flow's features must be those of a flow-only run."""
+    from extractors.engine import extract_video, pixels_for
+    from extractors.video_io import VideoReader, write_video
+
+    rng = np.random.default_rng(1)
+    frames = [np.roll(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8).repeat(12, 0).repeat(12, 1), i, 1)
+              for i in range(40)]  # fmt: skip
+    path = tmp_path / "moving.mp4"
+    write_video(path, frames)
+    flow = create_backbone("flow")
+    appearance = create_backbone("efficientnet_tiny", "random")
+    assert pixels_for([flow]) == "luma" and pixels_for([flow, appearance]) == "rgb+luma"
+    assert pixels_for([appearance]) == "rgb"
+    with VideoReader(path) as reader:
+        alone = extract_video(reader, {"flow": flow}, torch.device("cpu"), crops="full")
+    with VideoReader(path) as reader:
+        together = extract_video(reader, {"flow": flow, "a": appearance}, torch.device("cpu"), crops="full")
+    assert alone["flow"].shape == (1, 3, 42) and np.abs(alone["flow"]).sum() > 0
+    np.testing.assert_array_equal(together["flow"], alone["flow"])
 
 
 def test_flow_has_no_weights_and_is_identified_by_its_definition():
@@ -143,3 +173,16 @@ def test_real_efficientnet_lite0_recognises_a_daisy(monkeypatch):
     clip = model.preprocess(image, 1)[0, :, 0]  # [1, 3, 224, 224]
     with torch.no_grad():
         assert int(model.imagenet_logits(clip).argmax()) == 985
+
+
+def test_a_checkpoint_on_an_earlier_flow_definition_asks_for_new_features():
+    from extractors.backbones import checkpoint_backbones
+
+    flow = create_backbone("flow")
+    old = flow.contract.to_dict() | {"definition": "dis-fast/gray/magnitude-statistics-v1: ..."}
+    meta = {"backbones": {"flow": {"weights_sha256": "0" * 64, "random_weights": False, "preprocessing": old}}}
+    with pytest.raises(DakdError, match="earlier definition .*v1; this dakd computes .*v2.*extract flow again"):
+        checkpoint_backbones(meta)
+    current = {"weights_sha256": flow.weights_record["sha256"], "random_weights": False}
+    meta = {"backbones": {"flow": current | {"preprocessing": flow.contract.to_dict()}}}
+    assert list(checkpoint_backbones(meta)) == ["flow"]

@@ -53,6 +53,50 @@ def test_frames_equal_pyav_per_frame_conversion(tmp_path, options):
     np.testing.assert_array_equal(decode_all(path)[1], expected)
 
 
+def decode_pixels(path, pixels):
+    with VideoReader(path) as reader:
+        return np.concatenate(list(reader.chunks(8, pixels)))
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("limited.mp4", {}),  # yuv420p, limited range: Y 16-235 is stretched to 0-255
+        ("full.mkv", {"codec": "mjpeg", "pix_fmt": "yuvj420p"}),  # full range already: Y as decoded
+        ("yuv444.mp4", {"pix_fmt": "yuv444p"}),
+        ("gray.mkv", {"codec": "ffv1", "pix_fmt": "gray"}),
+        ("rgb.mkv", {"codec": "ffv1", "pix_fmt": "bgr0"}),  # no luma plane: grey through FFmpeg's scaler
+    ],
+)
+def test_luma_is_the_grey_of_the_frames_in_full_range(tmp_path, name, options):
+    # Luma is read off the decoded Y plane, with no conversion. On grey ramps it must be the frames' grey levels
+    # within the rounding of FFmpeg's RGB conversion, whatever the format and range; and the R, G, B + luma
+    # layout must hold both exactly.
+    import cv2
+
+    from extractors.video_io import write_video
+
+    ramp = np.linspace(0, 255, 96).round().astype(np.uint8)
+    frames = [np.repeat(np.roll(ramp, 3 * i)[None, :, None], 48, 0).repeat(3, 2) for i in range(12)]
+    path = tmp_path / name
+    write_video(path, frames, **options)
+    rgb, luma, both = (decode_pixels(path, pixels) for pixels in ("rgb", "luma", "rgb+luma"))
+    assert luma.shape == (*rgb.shape[:3], 1) and both.shape == (*rgb.shape[:3], 4)
+    grey = cv2.cvtColor(rgb.reshape(-1, rgb.shape[2], 3), cv2.COLOR_RGB2GRAY).reshape(rgb.shape[:3])
+    assert np.abs(luma[..., 0].astype(int) - grey).max() <= 1
+    assert luma.min() <= 2 and luma.max() >= 253
+    np.testing.assert_array_equal(both[..., :3], rgb)
+    np.testing.assert_array_equal(both[..., 3:], luma)
+
+
+def test_the_limited_range_stretch_is_ffmpegs():
+    from extractors.video_io import LIMITED_TO_FULL
+
+    assert LIMITED_TO_FULL[16] == 0 and LIMITED_TO_FULL[235] == 255 and LIMITED_TO_FULL[126] == 128
+    assert LIMITED_TO_FULL[:16].max() == 0 and LIMITED_TO_FULL[235:].min() == 255
+    assert np.all(np.diff(LIMITED_TO_FULL.astype(int)) >= 0)
+
+
 def test_chunk_memory_is_reused_only_once_nothing_refers_to_it(tmp_path):
     import torch
 

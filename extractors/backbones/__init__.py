@@ -99,6 +99,13 @@ def checkpoint_backbones(
             )
         weights = "random" if record["random_weights"] else (explicit or {}).get(name)
         model = create_backbone(name, weights=weights, device=device, **record.get("options", {}))
+        trained_on = record["preprocessing"].get("definition")
+        if trained_on and trained_on != model.contract.definition:  # a parameter-free feature changed version
+            raise DakdError(
+                f"the checkpoint was trained on {name} features of an earlier definition "
+                f"({trained_on.split(':', 1)[0]}; this dakd computes {model.contract.definition.split(':', 1)[0]}): "
+                f"extract {name} again and retrain"
+            )
         if model.weights_record["sha256"] != record["weights_sha256"]:
             raise DakdError(
                 f"the checkpoint was trained on {name} features from weights sha256 "

@@ -51,7 +51,7 @@ class OpenClipImage(Backbone):
         return [int((index + 0.5) * snippet_frames / self.frames) for index in range(self.frames)]
 
     def preprocess(self, frames: torch.Tensor, crops: CropMode) -> torch.Tensor:
-        """uint8 ``[N, k, H, W, 3]`` -> ``[views, N, k, 3, S, S]``, frame by frame through PIL as open_clip.
+        """uint8 ``[N, k, H, W, C]`` (RGB first) -> ``[views, N, k, 3, S, S]``, frame by frame through PIL as open_clip.
 
         The ViT takes S x S images only, so the ``full`` mode squeezes the whole frame to S x S.
         """
@@ -59,7 +59,7 @@ class OpenClipImage(Backbone):
         n, k = frames.shape[:2]
         target = [size, size] if crops == "full" else size
         images = []
-        for frame in frames.reshape(n * k, *frames.shape[2:]).cpu().numpy():
+        for frame in frames[..., :3].reshape(n * k, *frames.shape[2:-1], 3).cpu().numpy():
             resized = TF.resize(Image.fromarray(np.ascontiguousarray(frame)), target, InterpolationMode.BICUBIC)
             images.append(TF.to_tensor(resized))
         images = torch.stack(images)

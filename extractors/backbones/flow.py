@@ -2,8 +2,10 @@
 
 Per snippet, OpenCV's DIS dense optical flow (fast preset) between each pair of consecutive frames of the
 snippet (15 flows for 16 frames; a snippet sees no frame of another, so snippets stay independent and
-batchable; the repeated frames that pad a video's last snippet add zero flow), on the grayscale frames
-(OpenCV RGB2GRAY) resized as the contract says (short side 224; whole frame in the ``full`` crop mode).
+batchable; the repeated frames that pad a video's last snippet add zero flow), on the frames' luma: the
+decoded Y plane (limited range stretched to 0-255), resized as the contract says (short side 224; whole
+frame in the ``full`` crop mode) by OpenCV: halved with its Gaussian pyramid (``pyrDown``) while the frame
+is at least twice the target size, then bilinear.
 Flow magnitude ``m = |(dx, dy)|`` in pixels per frame at that size. The 42 statistics, over all pixels of
 all flows of the snippet, in this order:
 
@@ -25,11 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from extractors.crops import CropMode
-from extractors.preprocessing import spatial_views
+from extractors.crops import CropMode, take_crops
+from extractors.preprocessing import resized_shape
 from extractors.registry import Backbone, InputContract, register_backbone
 
-VERSION = "dis-fast/gray/magnitude-statistics-v1"
+# v1 (until dakd 2026-11-28) took grey levels of the resized RGB frames: on 2 cores, converting to RGB and resizing
+# three channels cost more CPU than the flow left free (docs/benchmark-extract.md).
+VERSION = "dis-fast/luma/magnitude-statistics-v2"
 HISTOGRAM_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, np.inf)
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 GRID = (4, 6)
@@ -75,30 +79,47 @@ def motion_statistics(flows: np.ndarray) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
+def resize_luma(image: np.ndarray, out: np.ndarray) -> None:
+    """Resize uint8 ``[H, W]`` into ``out`` ``[h, w]``: Gaussian pyramid halvings while the image is at least twice
+    ``out``'s size (antialiasing), then bilinear. One channel at a time this costs a quarter of torch's
+    antialiased kernel (docs/benchmark-extract.md)."""
+    import cv2
+
+    height, width = out.shape
+    while image.shape[0] >= 2 * height and image.shape[1] >= 2 * width:
+        image = cv2.pyrDown(image)
+    cv2.resize(image, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
+
+
 class MotionStatistics(Backbone):
-    """Input: grayscale uint8 clips ``[B, F, h, w]``; output: ``[B, 42]`` motion statistics (float32)."""
+    """Input: luma uint8 clips ``[B, F, h, w]``; output: ``[B, 42]`` motion statistics (float32)."""
 
     feature_dim = FEATURE_DIM
     is_network = False
-    clip_layout = None  # grayscale clips, see preprocess
+    clip_layout = None  # luma clips, see preprocess
 
     def __init__(self, contract: InputContract):
+        import cv2
+
         super().__init__()
         self.contract = contract
         self.workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+        # OpenCV's own thread pool only costs CPU here: clips already run in parallel threads (forward), and a
+        # frame's resize is too small to split (its threads spent 0.4 CPU s a minute of video waiting; the
+        # flow itself is as fast; docs/benchmark-extract.md).
+        cv2.setNumThreads(1)
 
     def preprocess(self, frames: torch.Tensor, crops: CropMode) -> torch.Tensor:
-        """uint8 ``[N, F, H, W, 3]`` -> grayscale uint8 ``[views, N, F, h, w]`` (OpenCV's RGB2GRAY)."""
-        import cv2
-
-        n, f, h, w, c = frames.shape
-        views = spatial_views(frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2), self.contract, crops)
-        pixels = views.permute(0, 1, 3, 4, 2).cpu().contiguous().numpy()  # channels_last already: no copy
-        count, _, height, width, _ = pixels.shape
-        # OpenCV's fixed-point conversion: 25x faster than the weighted sum in float32 (1.1 s per minute of
-        # 640x480 video), which it matches but for one grey level on 0.05 % of pixels (docs/design-notes.md).
-        gray = cv2.cvtColor(pixels.reshape(-1, width, 3), cv2.COLOR_RGB2GRAY)
-        return torch.from_numpy(gray.reshape(count, n, f, height, width))
+        """uint8 ``[N, F, H, W, C]`` (luma last: ``C`` 1, or 4 for R, G, B, Y) -> luma ``[views, N, F, h, w]``."""
+        n, f, h, w, _ = frames.shape
+        height, width = resized_shape(h, w, self.contract, crops)
+        luma = frames[..., -1].reshape(n * f, h, w).cpu().numpy()
+        resized = np.empty((n * f, height, width), np.uint8)
+        for index, image in enumerate(luma):
+            resize_luma(np.ascontiguousarray(image), resized[index])
+        resized = torch.from_numpy(resized)
+        views = resized[None] if crops == "full" else take_crops(resized, self.contract.crop_size, crops)
+        return views.reshape(len(views), n, f, *views.shape[-2:])
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         # OpenCV releases the GIL: clips run in parallel threads.
@@ -113,13 +134,14 @@ FLOW_CONTRACT = InputContract(
     resize="short_side",
     resize_size=224,
     crop_size=224,
-    interpolation="bilinear",
+    interpolation="Gaussian pyramid halvings, then bilinear (OpenCV)",
     antialias=True,
-    resize_kernel="uint8",
+    resize_kernel=None,
     value_range=(0.0, 255.0),
     mean=(0.0, 0.0, 0.0),
     std=(1.0, 1.0, 1.0),
-    channels="gray (0.299 R + 0.587 G + 0.114 B)",
+    channels="luma (the decoded Y plane, 0-255)",
+    pixels="luma",
     definition=f"{VERSION}: OpenCV DIS optical flow, fast preset, between consecutive frames of a snippet; "
     "42 statistics of flow magnitude (dakd extractors/backbones/flow.py)",
 )
