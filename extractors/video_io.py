@@ -63,7 +63,7 @@ def frame_converter(pixels: str = "rgb") -> Callable[..., np.ndarray]:
 
     if pixels not in PIXELS:
         raise ValueError(f"pixels must be one of {', '.join(PIXELS)}; got {pixels!r}")
-    reformatter = VideoReformatter()
+    reformatter, grey_reformatter = VideoReformatter(), VideoReformatter()  # one scaler per output format
 
     def rgb(frame: av.VideoFrame, out: np.ndarray) -> None:
         # With luma, RGBA (the same R, G, B) fills all 4 channels in one contiguous copy, and luma then takes
@@ -75,9 +75,9 @@ def frame_converter(pixels: str = "rgb") -> Callable[..., np.ndarray]:
     def luma(frame: av.VideoFrame, out: np.ndarray) -> None:
         name = frame.format.name
         if name not in LUMA_PLANE_FORMATS:
-            grey = reformatter.reformat(frame, format="gray")  # FFmpeg's scaler gives full-range grey
+            grey = grey_reformatter.reformat(frame, format="gray")  # FFmpeg's scaler gives full-range grey
             out[...] = _rows(grey.planes[0], frame.height, frame.width)
-        elif name in FULL_RANGE_FORMATS or frame.color_range == JPEG_RANGE:
+        elif name in FULL_RANGE_FORMATS or getattr(frame, "color_range", None) == JPEG_RANGE:  # newer PyAV only
             out[...] = _rows(frame.planes[0], frame.height, frame.width)
         elif out.flags.c_contiguous:
             cv2.LUT(_rows(frame.planes[0], frame.height, frame.width), LIMITED_TO_FULL, dst=out)
