@@ -10,7 +10,7 @@ import torch
 from dakd.errors import DakdError
 from extractors.backbones import create_backbone, find_weights, import_weights
 from extractors.backbones.efficientnet import MEMBER, EfficientNetLite
-from extractors.backbones.flow import GRID, motion_statistics
+from extractors.backbones.flow import GRID, HISTOGRAM_EDGES, PERCENTILES, motion_statistics
 
 SIZE = 224  # frames at the contract's short side: the preprocessing does not rescale the motion
 
@@ -68,6 +68,25 @@ def test_motion_statistics_by_hand():
     assert stats[12] == pytest.approx(2.0)  # log2(1 + 3)
     assert stats[38] == pytest.approx(2.0)  # the first flow's mean magnitude is 3
     assert stats[40] == pytest.approx(2.0) and stats[41] == pytest.approx(0.0)  # |dx| 3, |dy| 0
+
+
+def test_motion_statistics_equal_their_plain_numpy_definition():
+    """The histogram by counts below each edge and the magnitude from the two channels give the same bits as
+    ``np.histogram`` and the squared sum over the last axis, magnitudes on the bin edges included."""
+    rng = np.random.default_rng(0)
+    flows = (rng.standard_normal((3, 40, 60, 2)) * 4).astype(np.float32)
+    flows[1, :10, :, 0], flows[1, :10, :, 1] = 0.25, 0.0  # exactly on an edge: the bin to its right
+    flows[1, 10:20, :, 0], flows[1, 10:20, :, 1] = 16.0, 0.0  # on the last inner edge
+    flows[2] = 0.0
+    stats = motion_statistics(flows)
+    magnitude = np.sqrt((flows**2).sum(-1))
+    histogram = np.histogram(magnitude, bins=np.array(HISTOGRAM_EDGES))[0] / magnitude.size
+    np.testing.assert_array_equal(stats[:8], np.log10(histogram + 1e-5).astype(np.float32))
+    quantiles = np.append(np.percentile(magnitude, PERCENTILES), magnitude.max())
+    np.testing.assert_array_equal(stats[8:13], np.log2(1.0 + quantiles).astype(np.float32))
+    moving = magnitude > 1.0
+    dx, dy = np.abs(flows[..., 0][moving]).mean(), np.abs(flows[..., 1][moving]).mean()
+    np.testing.assert_array_equal(stats[40:], np.log2(1.0 + np.array([dx, dy])).astype(np.float32))
 
 
 @pytest.mark.parametrize("crops", ["full", 5])

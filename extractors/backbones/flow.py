@@ -53,9 +53,14 @@ def dense_flows(gray: np.ndarray) -> np.ndarray:
 
 def motion_statistics(flows: np.ndarray) -> np.ndarray:
     """Flows ``[m, H, W, 2]`` -> the ``FEATURE_DIM`` statistics of the module doc (float32)."""
-    magnitude = np.sqrt((flows.astype(np.float32) ** 2).sum(-1))  # [m, H, W]
+    flows = flows.astype(np.float32, copy=False)
+    dx, dy = flows[..., 0], flows[..., 1]
+    magnitude = np.sqrt(dx * dx + dy * dy)  # [m, H, W]
     flat = magnitude.ravel()
-    histogram = np.histogram(flat, bins=np.asarray(HISTOGRAM_EDGES))[0] / flat.size
+    # Counts below each inner edge give the histogram (magnitudes are >= 0 and finite): 0.7 ms against
+    # np.histogram's 20 ms (it sorts the data for uneven bins), with the same counts.
+    below = [np.count_nonzero(flat < edge) for edge in HISTOGRAM_EDGES[1:-1]]
+    histogram = np.diff([0, *below, flat.size]) / flat.size
     quantiles = np.append(np.percentile(flat, PERCENTILES), flat.max())
     rows = np.linspace(0, magnitude.shape[1], GRID[0] + 1).astype(int)
     cols = np.linspace(0, magnitude.shape[2], GRID[1] + 1).astype(int)
@@ -66,15 +71,15 @@ def motion_statistics(flows: np.ndarray) -> np.ndarray:
     ]
     moving = magnitude > MOVING
     if moving.any():
-        dx, dy = np.abs(flows[..., 0][moving]).mean(), np.abs(flows[..., 1][moving]).mean()
+        moving_dx, moving_dy = np.abs(dx[moving]).mean(), np.abs(dy[moving]).mean()
     else:
-        dx = dy = 0.0
+        moving_dx = moving_dy = 0.0
     parts = [
         np.log10(histogram + 1e-5),
         np.log2(1.0 + quantiles),
         np.log2(1.0 + np.asarray(cells)),
         np.log2(1.0 + np.array([flat.mean(), magnitude.mean(axis=(1, 2)).max()])),
-        np.array([np.log10(moving.mean() + 1e-5), np.log2(1.0 + dx), np.log2(1.0 + dy)]),
+        np.array([np.log10(moving.mean() + 1e-5), np.log2(1.0 + moving_dx), np.log2(1.0 + moving_dy)]),
     ]
     return np.concatenate(parts).astype(np.float32)
 
